@@ -1,0 +1,1 @@
+"""Register maps shipped with emtui (TOML data files)."""
