@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -219,7 +220,7 @@ def load_map(name_or_path: str | Path, search_dirs: list[Path] | None = None) ->
     text: str
     origin: str
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists() or "/" in str(name_or_path):
+    if candidate.suffix == ".toml" or candidate.is_file() or "/" in str(name_or_path):
         if not candidate.is_file():
             raise MapError(f"{candidate}: no such map file")
         text = candidate.read_text(encoding="utf-8")
@@ -249,6 +250,11 @@ def parse_map(text: str, origin: str = "<map>") -> RegisterMap:
     return _build_map(data, origin)
 
 
+def _is_int(value: Any) -> bool:
+    """True for a TOML integer (``bool`` is an ``int`` subclass in Python: not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _err(origin: str, where: str, problem: str) -> MapError:
     return MapError(f"{origin}: {where}: {problem}")
 
@@ -258,7 +264,7 @@ def _order(value: Any, origin: str, where: str, key: str) -> Literal["big", "lit
         return "big"
     if value == "little":
         return "little"
-    raise _err(origin, where, f"{key} must be \"big\" or \"little\", not {value!r}")
+    raise _err(origin, where, f'{key} must be "big" or "little", not {value!r}')
 
 
 def _build_map(data: dict[str, Any], origin: str) -> RegisterMap:
@@ -274,23 +280,41 @@ def _build_map(data: dict[str, Any], origin: str) -> RegisterMap:
     word_order = _order(head.get("word_order", "big"), origin, "[map]", "word_order")
     byte_order = _order(head.get("byte_order", "big"), origin, "[map]", "byte_order")
     block_size = head.get("block_size", 125)
-    if not isinstance(block_size, int) or not 1 <= block_size <= 125:
+    if not _is_int(block_size) or not 1 <= block_size <= 125:
         raise _err(origin, "[map]", f"block_size must be an integer 1-125, not {block_size!r}")
     function = head.get("function", 3)
     if function not in (3, 4):
         raise _err(origin, "[map]", f"function must be 3 (holding) or 4 (input), not {function!r}")
     max_gap = head.get("max_gap")
-    if max_gap is not None and (not isinstance(max_gap, int) or max_gap < 0):
+    if max_gap is not None and (not _is_int(max_gap) or max_gap < 0):
         raise _err(origin, "[map]", f"max_gap must be a non-negative integer, not {max_gap!r}")
+    raw_na = head.get("na", {})
+    if not isinstance(raw_na, dict):
+        raise _err(origin, "[map.na]", "must be a table of type = sentinel")
     na: dict[str, int] = {}
-    for type_name, raw in (head.get("na") or {}).items():
+    for type_name, raw in raw_na.items():
         if type_name not in TYPE_COUNTS:
             raise _err(origin, "[map.na]", f"unknown type {type_name!r}")
         try:
-            na[type_name] = int(raw, 0) if isinstance(raw, str) else int(raw)
+            if isinstance(raw, bool):
+                raise TypeError
+            value = int(raw, 0) if isinstance(raw, str) else int(raw)
         except (TypeError, ValueError):
             raise _err(origin, "[map.na]", f"{type_name} = {raw!r} is not a number") from None
-    identify = dict(head.get("identify") or {})
+        if value < 0:
+            raise _err(origin, "[map.na]", f"{type_name} = {raw!r} must not be negative")
+        fixed = TYPE_COUNTS[type_name]
+        if fixed is not None and value >= 1 << (16 * fixed):
+            raise _err(
+                origin, "[map.na]", f"{type_name} = {raw!r} does not fit in {fixed} register(s)"
+            )
+        na[type_name] = value
+    raw_identify = head.get("identify", {})
+    if not isinstance(raw_identify, dict) or not all(
+        isinstance(v, str) for v in raw_identify.values()
+    ):
+        raise _err(origin, "[map.identify]", "must be a table of role = entry name (strings)")
+    identify: dict[str, str] = dict(raw_identify)
 
     raw_entries = data.get("register", [])
     if not isinstance(raw_entries, list) or not raw_entries:
@@ -314,7 +338,7 @@ def _build_map(data: dict[str, Any], origin: str) -> RegisterMap:
                 f"count {entry.count} exceeds the map's block_size {block_size}",
             )
     ordered = sorted(entries, key=lambda e: (e.register, e.count))
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in pairwise(ordered):
         if after.register < before.end:
             raise _err(
                 origin,
@@ -358,7 +382,7 @@ def _build_entry(
     if not isinstance(register, int) or isinstance(register, bool) or not 1 <= register <= 65536:
         raise _err(origin, where, f"register must be an integer 1-65536, not {register!r}")
     type_name = raw.get("type")
-    if type_name not in TYPE_COUNTS:
+    if not isinstance(type_name, str) or type_name not in TYPE_COUNTS:
         known = ", ".join(TYPE_COUNTS)
         raise _err(origin, where, f"unknown type {type_name!r} (known: {known})")
     fixed = TYPE_COUNTS[type_name]

@@ -1,0 +1,500 @@
+"""One request, one reply: the wire layer under the bus arbiter.
+
+pymodbus supplies the framing, the CRC and the PDU classes; this module owns the I/O because
+the arbiter needs what pymodbus' clients hide (design §10): a per-request timeout instead of a
+client-wide one, no hidden retries, stale bytes flushed before each request, and a miss told
+apart as silence, a corrupted frame (bad CRC) or a good frame from another device id. A reply
+is read by its expected length (the byte count in the header says how long it is), never by
+waiting for a gap: USB adapters deliver bytes in bursts with gaps of many character times.
+
+Three transports share the :class:`Link` interface:
+- a serial device (``/dev/ttyUSB0``) and ``socket://host:port`` (RTU frames over TCP, through
+  pyserial's URL handler, which never disconnects) use :class:`RtuLink`;
+- ``tcp://host:port`` (Modbus TCP) uses :class:`TcpLink`, which reconnects and retries the
+  same request once when the server closed the connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import serial
+from pymodbus.framer import FramerRTU, FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+
+from emtui.core.ports import describe_missing_port, who_holds
+
+
+class LinkError(Exception):
+    """The connection cannot be used; the message says what to do."""
+
+    exit_code = 3
+
+
+class PortNotFound(LinkError):
+    """The serial device does not exist."""
+
+
+class PortPermission(LinkError):
+    """The serial device exists but this user may not open it."""
+
+
+class PortBusy(LinkError):
+    """Another process holds the serial device."""
+
+
+class Outcome(enum.StrEnum):
+    """How a transaction ended."""
+
+    OK = "ok"
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    CRC = "crc"
+    WRONG_ID = "wrong_id"
+    SKIPPED = "skipped"
+    """Not sent: the device is backed off after repeated failures."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Where the bus is and how to talk to it.
+
+    Attributes:
+        port: a serial device path, ``socket://HOST:PORT`` (RTU over TCP) or ``tcp://HOST:PORT``.
+        baud: line speed in bit/s.
+        parity: ``E``, ``O`` or ``N``.
+        stopbits: 1 or 2.
+        bytesize: data bits per character (8 for Modbus RTU).
+        timeout: a fixed reply timeout in seconds; None learns it from measured replies.
+        retries: retries of a failed poll request (a scan never retries).
+        local_echo: the adapter echoes what it transmits (2-wire adapters without echo
+            suppression); the echo is read back and dropped before the reply.
+        gap: extra silence in seconds before each request, for meters that need one.
+    """
+
+    port: str
+    baud: int = 19200
+    parity: str = "E"
+    stopbits: int = 1
+    bytesize: int = 8
+    timeout: float | None = None
+    retries: int = 1
+    local_echo: bool = False
+    gap: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        """``serial``, ``socket`` (RTU frames over TCP) or ``tcp`` (Modbus TCP)."""
+        if self.port.startswith("socket://"):
+            return "socket"
+        if self.port.startswith("tcp://"):
+            return "tcp"
+        return "serial"
+
+    @property
+    def bits_per_char(self) -> int:
+        """Start bit + data bits + parity bit + stop bits."""
+        return 1 + self.bytesize + (0 if self.parity.upper() == "N" else 1) + self.stopbits
+
+    @property
+    def char_time(self) -> float:
+        """Seconds one character takes on the line."""
+        return self.bits_per_char / self.baud
+
+    def describe(self) -> str:
+        """Short human form, e.g. ``/dev/ttyUSB0 19200 8E1``."""
+        if self.kind == "tcp":
+            return self.port
+        return f"{self.port} {self.baud} {self.bytesize}{self.parity.upper()}{self.stopbits}"
+
+
+@dataclass(slots=True)
+class Reply:
+    """The result of one transaction on the wire.
+
+    Attributes:
+        outcome: how it ended.
+        registers: the registers of an OK read reply.
+        exception_code: the Modbus exception code of an EXCEPTION reply.
+        pdu: the decoded reply PDU (OK or EXCEPTION).
+        rtt: seconds from the start of sending to the last byte of the reply (or to the end of
+            waiting for it).
+        sent: the request frame as sent.
+        received: every byte received for this request.
+        other_id: the device id a WRONG_ID reply came from.
+        attempts: how many times the request went out.
+    """
+
+    outcome: Outcome
+    registers: list[int] | None = None
+    exception_code: int | None = None
+    pdu: ModbusPDU | None = None
+    rtt: float = 0.0
+    sent: bytes = b""
+    received: bytes = b""
+    other_id: int | None = None
+    attempts: int = 1
+    stale: bytes = field(default=b"", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True for a normal (non-exception) reply."""
+        return self.outcome is Outcome.OK
+
+    @property
+    def answered(self) -> bool:
+        """True when the device replied at all (normal or exception)."""
+        return self.outcome in (Outcome.OK, Outcome.EXCEPTION)
+
+
+_DECODER = DecodePDU(is_server=False)
+
+
+def _expected_rtu_length(head: bytes, function: int) -> int | None:
+    """Total frame length implied by the first 3 bytes of an RTU reply, None if unknown."""
+    fc = head[1]
+    if fc & 0x80:
+        return 5
+    if fc in (1, 2, 3, 4, 23):
+        return 5 + head[2]
+    if fc in (5, 6, 15, 16):
+        return 8
+    return None
+
+
+def _classify_rtu(frame: bytes, device_id: int, sent: bytes, rtt: float) -> Reply:
+    """Turn a complete received RTU frame into a Reply (CRC, wrong id, exception, ok)."""
+    if len(frame) < 4 or not FramerRTU.check_CRC(
+        frame[:-2], (frame[-2] << 8) | frame[-1]
+    ):
+        return Reply(Outcome.CRC, rtt=rtt, sent=sent, received=frame)
+    if frame[0] != device_id:
+        return Reply(Outcome.WRONG_ID, rtt=rtt, sent=sent, received=frame, other_id=frame[0])
+    return _reply_from_pdu_bytes(frame[1:-2], sent, frame, rtt)
+
+
+def _reply_from_pdu_bytes(pdu_bytes: bytes, sent: bytes, received: bytes, rtt: float) -> Reply:
+    try:
+        pdu = _DECODER.decode(pdu_bytes)
+    except Exception:  # pymodbus raises several types on malformed PDUs
+        pdu = None
+    if pdu is None:
+        return Reply(Outcome.CRC, rtt=rtt, sent=sent, received=received)
+    if isinstance(pdu, ExceptionResponse):
+        return Reply(
+            Outcome.EXCEPTION,
+            exception_code=int(pdu.exception_code),
+            pdu=pdu,
+            rtt=rtt,
+            sent=sent,
+            received=received,
+        )
+    registers = getattr(pdu, "registers", None)
+    return Reply(
+        Outcome.OK,
+        registers=list(registers) if registers is not None else None,
+        pdu=pdu,
+        rtt=rtt,
+        sent=sent,
+        received=received,
+    )
+
+
+class Link:
+    """A connection that carries one request and its reply at a time."""
+
+    settings: ConnectionSettings
+
+    def open(self) -> None:
+        """Open the connection; raise LinkError with advice when it cannot be opened."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        raise NotImplementedError
+
+    def transact(self, request: ModbusPDU, timeout: float) -> Reply:
+        """Send ``request`` (its ``dev_id`` set) and wait up to ``timeout`` for the reply.
+
+        ``timeout`` counts from the start of sending, so it must cover the request's own wire
+        time, the device's turnaround and the reply's wire time.
+        """
+        raise NotImplementedError
+
+    def __enter__(self) -> Link:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RtuLink(Link):
+    """Modbus RTU over a serial device or ``socket://`` (pyserial URL)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self._serial: Any = None
+        self._framer = FramerRTU(_DECODER)
+        self._last_rx_end = 0.0
+
+    def open(self) -> None:
+        """Open the port exclusively; translate OS errors into advice."""
+        if self._serial is not None:
+            return
+        s = self.settings
+        if s.kind == "serial" and not os.path.exists(s.port):
+            raise PortNotFound(describe_missing_port(s.port))
+        try:
+            self._serial = serial.serial_for_url(
+                s.port,
+                baudrate=s.baud,
+                parity=s.parity.upper(),
+                stopbits=s.stopbits,
+                bytesize=s.bytesize,
+                timeout=0.1,
+                write_timeout=2.0,
+                exclusive=True if s.kind == "serial" else None,
+            )
+        except serial.SerialException as exc:
+            raise _translate_open_error(s, exc) from None
+        except OSError as exc:
+            raise _translate_open_error(s, exc) from None
+
+    def close(self) -> None:
+        """Close the port."""
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            finally:
+                self._serial = None
+
+    def _flush_stale(self) -> bytes:
+        """Drop bytes that arrived since the last transaction (a late reply, noise)."""
+        stale = b""
+        waiting = self._serial.in_waiting
+        if waiting:
+            stale = self._serial.read(waiting)
+        self._serial.reset_input_buffer()
+        return stale
+
+    def transact(self, request: ModbusPDU, timeout: float) -> Reply:
+        """Send one RTU request and read its reply by length; see :meth:`Link.transact`."""
+        if self._serial is None:
+            self.open()
+        ser = self._serial
+        s = self.settings
+        device_id = request.dev_id
+        frame = self._framer.buildFrame(request)
+        # The protocol's own silence (3.5 characters) since the last reply, plus any extra gap.
+        silence = 3.5 * s.char_time + s.gap
+        wait = self._last_rx_end + silence - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            stale = self._flush_stale()
+            start = time.monotonic()
+            ser.write(frame)
+            if s.local_echo:
+                echo = self._read_exact(len(frame), start + timeout)
+                if echo != frame:
+                    stale += echo
+            reply = self._read_reply(device_id, request.function_code, frame, start, timeout)
+        except serial.SerialException as exc:
+            self.close()
+            raise LinkError(f"{s.port}: connection lost ({exc}); check the adapter") from None
+        except OSError as exc:
+            self.close()
+            raise LinkError(f"{s.port}: connection lost ({exc}); check the adapter") from None
+        reply.stale = stale
+        self._last_rx_end = time.monotonic()
+        return reply
+
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        """Read up to ``size`` bytes, returning early only at ``deadline``."""
+        ser = self._serial
+        buf = bytearray()
+        while len(buf) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ser.timeout = remaining
+            chunk = ser.read(size - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def _read_reply(
+        self, device_id: int, function: int, sent: bytes, start: float, timeout: float
+    ) -> Reply:
+        deadline = start + timeout
+        head = self._read_exact(3, deadline)
+        if len(head) < 3:
+            rtt = time.monotonic() - start
+            outcome = Outcome.TIMEOUT if not head else Outcome.CRC
+            return Reply(outcome, rtt=rtt, sent=sent, received=head)
+        length = _expected_rtu_length(head, function)
+        if length is None or length > 256:
+            # Not a frame we can size: collect what follows until a short silence, then
+            # classify (almost always noise or a collision).
+            rest = self._read_until_quiet(deadline)
+            return _classify_rtu(head + rest, device_id, sent, time.monotonic() - start)
+        body = self._read_exact(length - 3, deadline)
+        rtt = time.monotonic() - start
+        received = head + body
+        if len(received) < length:
+            return Reply(Outcome.CRC, rtt=rtt, sent=sent, received=received)
+        return _classify_rtu(received, device_id, sent, rtt)
+
+    def _read_until_quiet(self, deadline: float) -> bytes:
+        ser = self._serial
+        quiet = max(0.02, 10 * self.settings.char_time)
+        buf = bytearray()
+        while time.monotonic() < deadline:
+            ser.timeout = min(quiet, max(0.0, deadline - time.monotonic()))
+            chunk = ser.read(256)
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+
+class TcpLink(Link):
+    """Modbus TCP (MBAP framing) with reconnect-and-retry on a closed connection."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        host, _, port = settings.port.removeprefix("tcp://").rpartition(":")
+        if not host or not port.isdigit():
+            raise LinkError(f"{settings.port}: expected tcp://HOST:PORT")
+        self._address = (host, int(port))
+        self._sock: socket.socket | None = None
+        self._framer = FramerSocket(_DECODER)
+        self._tid = 0
+
+    def open(self) -> None:
+        """Connect to the Modbus TCP server."""
+        if self._sock is not None:
+            return
+        try:
+            self._sock = socket.create_connection(self._address, timeout=3.0)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            raise LinkError(
+                f"{self.settings.port}: cannot connect ({exc.strerror or exc}); "
+                "check the address and that the gateway is on"
+            ) from None
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def transact(self, request: ModbusPDU, timeout: float) -> Reply:
+        """Send one Modbus TCP request; reconnect once if the server had closed."""
+        for attempt in (1, 2):
+            try:
+                return self._transact_once(request, timeout)
+            except (ConnectionError, BrokenPipeError, _Closed):
+                self.close()
+                if attempt == 2:
+                    raise LinkError(f"{self.settings.port}: the server closed the connection")
+                self.open()
+        raise AssertionError("unreachable")
+
+    def _transact_once(self, request: ModbusPDU, timeout: float) -> Reply:
+        if self._sock is None:
+            self.open()
+        sock = self._sock
+        assert sock is not None
+        self._tid = self._tid % 65535 + 1
+        request.transaction_id = self._tid
+        frame = self._framer.buildFrame(request)
+        start = time.monotonic()
+        deadline = start + timeout
+        sock.settimeout(0)
+        try:  # drop a late reply to an earlier request
+            while sock.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        sock.settimeout(None)
+        sock.sendall(frame)
+        while True:
+            header = self._recv_exact(sock, 7, deadline)
+            if len(header) < 7:
+                return Reply(Outcome.TIMEOUT, rtt=time.monotonic() - start, sent=frame)
+            tid, _pid, length, unit = struct.unpack(">HHHB", header)
+            body = self._recv_exact(sock, length - 1, deadline)
+            rtt = time.monotonic() - start
+            if len(body) < length - 1:
+                return Reply(Outcome.TIMEOUT, rtt=rtt, sent=frame, received=header + body)
+            if tid != self._tid:
+                continue  # a late answer to an earlier request
+            if unit != request.dev_id:
+                return Reply(
+                    Outcome.WRONG_ID, rtt=rtt, sent=frame, received=header + body, other_id=unit
+                )
+            return _reply_from_pdu_bytes(body, frame, header + body, rtt)
+
+    @staticmethod
+    def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes:
+        buf = bytearray()
+        while len(buf) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(size - len(buf))
+            except TimeoutError:
+                break
+            if not chunk:
+                raise _Closed
+            buf += chunk
+        return bytes(buf)
+
+
+class _Closed(Exception):
+    """The peer closed the TCP connection."""
+
+
+def open_link(settings: ConnectionSettings) -> Link:
+    """Create (not yet open) the link for ``settings.port``."""
+    if settings.kind == "tcp":
+        return TcpLink(settings)
+    return RtuLink(settings)
+
+
+def _translate_open_error(s: ConnectionSettings, exc: BaseException) -> LinkError:
+    """Turn an error from opening the port into advice a technician can act on."""
+    err = getattr(exc, "errno", None)
+    text = str(exc)
+    if s.kind == "socket":
+        return LinkError(f"{s.port}: cannot connect ({text}); is the simulator or gateway running?")
+    if err == errno.ENOENT or "No such file" in text:
+        return PortNotFound(describe_missing_port(s.port))
+    if err in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        return PortPermission(
+            f"{s.port}: permission denied. Add yourself to the port's group "
+            f"(usually dialout): sudo usermod -aG dialout $USER, then log out and back in"
+        )
+    if err in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in text:
+        holder = who_holds(s.port)
+        who = f"in use by {holder}" if holder else "in use by another program"
+        return PortBusy(f"{s.port}: {who}; stop it (or its service) and try again")
+    if err == errno.EINVAL or "Invalid argument" in text:
+        return LinkError(
+            f"{s.port}: the port rejected the settings {s.describe()} ({text}); "
+            "a pty accepts only parity N"
+        )
+    return LinkError(f"{s.port}: cannot open ({text})")
