@@ -55,7 +55,7 @@ def quiet_pymodbus() -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
 
 
-# -- argument parsing ---------------------------------------------------------------------------
+# -- argument parsing ----------------------------------------------------------------------------
 
 
 def _add_connection(parser: argparse.ArgumentParser, ids_default: str | None) -> None:
@@ -177,7 +177,7 @@ def emit_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-# -- dispatch -------------------------------------------------------------------------------------
+# -- dispatch ------------------------------------------------------------------------------------
 
 
 def run(argv: Sequence[str]) -> int:
@@ -198,7 +198,7 @@ def run(argv: Sequence[str]) -> int:
     if command == "sim":
         from emtui.sim.command import run as run_sim
 
-        return run_sim(args)
+        return int(run_sim(args))
     if args.demo:
         return commands.demo(args)
     return commands.watch(args)

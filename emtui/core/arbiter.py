@@ -314,9 +314,7 @@ class BusArbiter:
         reply = Reply(Outcome.TIMEOUT)
         request_chars = 4 + len(job.request.encode())
         for attempt in range(1, job.retries + 2):
-            timeout = job.timeout or self.timeout_for(
-                job.device_id, request_chars, job.reply_chars
-            )
+            timeout = job.timeout or self.timeout_for(job.device_id, request_chars, job.reply_chars)
             reply = self.link.transact(job.request, timeout)
             reply.attempts = attempt
             received = len(reply.received) or job.reply_chars

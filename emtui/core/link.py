@@ -171,9 +171,7 @@ def _expected_rtu_length(head: bytes, function: int) -> int | None:
 
 def _classify_rtu(frame: bytes, device_id: int, sent: bytes, rtt: float) -> Reply:
     """Turn a complete received RTU frame into a Reply (CRC, wrong id, exception, ok)."""
-    if len(frame) < 4 or not FramerRTU.check_CRC(
-        frame[:-2], (frame[-2] << 8) | frame[-1]
-    ):
+    if len(frame) < 4 or not FramerRTU.check_CRC(frame[:-2], (frame[-2] << 8) | frame[-1]):
         return Reply(Outcome.CRC, rtt=rtt, sent=sent, received=frame)
     if frame[0] != device_id:
         return Reply(Outcome.WRONG_ID, rtt=rtt, sent=sent, received=frame, other_id=frame[0])
@@ -404,10 +402,12 @@ class TcpLink(Link):
         for attempt in (1, 2):
             try:
                 return self._transact_once(request, timeout)
-            except (ConnectionError, BrokenPipeError, _Closed):
+            except (ConnectionError, BrokenPipeError, _Closed) as exc:
                 self.close()
                 if attempt == 2:
-                    raise LinkError(f"{self.settings.port}: the server closed the connection")
+                    raise LinkError(
+                        f"{self.settings.port}: the server closed the connection"
+                    ) from exc
                 self.open()
         raise AssertionError("unreachable")
 

@@ -1,0 +1,398 @@
+"""The CLI commands' bodies: engine calls plus Rich (human) or JSON output.
+
+Kept apart from :mod:`emtui.cli` so argument parsing stays light; Rich is imported here, never
+in the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from emtui.cli import (
+    NO_ANSWER_ADVICE,
+    CliError,
+    ExitCode,
+    emit_json,
+    ids_from_text,
+    map_from_args,
+    settings_from_args,
+)
+from emtui.core.arbiter import BusArbiter, Priority
+from emtui.core.codec import Value, meter_clock
+from emtui.core.ids import format_ids
+from emtui.core.link import ConnectionSettings
+from emtui.core.reader import MeterReader, Sample
+from emtui.core.registers import RegisterEntry, RegisterMap
+from emtui.core.scanner import FoundDevice, Scanner
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def format_value(value: Value, entry: RegisterEntry | None = None) -> str:
+    """A decoded value as a table shows it (full precision; ``—`` for missing)."""
+    if value.value is None:
+        return "—"
+    text = repr(value.value) if isinstance(value.value, float) else str(value.value)
+    if value.lead_lag and value.lead_lag != "lagging":
+        text += f" ({value.lead_lag})"
+    elif value.lead_lag:
+        text += " (lag)"
+    return text
+
+
+# -- scan ----------------------------------------------------------------------------------------
+
+
+def scan(args: argparse.Namespace) -> int:
+    """``emtui scan``: find and identify the meters; exit NO_ANSWER when nobody answered."""
+    settings = settings_from_args(args)
+    rmap = map_from_args(args.map)
+    ids = ids_from_text(args.ids, "--ids")
+    expected = ids_from_text(args.expect, "--expect") if args.expect else []
+    out = _console()
+    err = _err_console()
+    progress = Progress(
+        TextColumn("scanning id {task.fields[current]:>3}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=args.json or not err.is_terminal,
+    )
+    task = progress.add_task("scan", total=len(ids), current=ids[0] if ids else 0)
+
+    def on_progress(done: int, total: int, current: int) -> None:
+        progress.update(task, completed=done, current=current)
+
+    def on_found(device: FoundDevice) -> None:
+        if not args.json:
+            progress.console.print(_found_line(device), highlight=False)
+
+    if not args.json:
+        err.print(
+            f"scanning {settings.describe()}, ids {format_ids(ids)}"
+            + (f", expecting {format_ids(expected)}" if expected else "")
+        )
+    with BusArbiter(settings) as arbiter, progress:
+        scanner = Scanner(
+            arbiter,
+            rmap,
+            identify=not args.no_identify,
+            on_progress=on_progress,
+            on_found=on_found,
+        )
+        try:
+            report = scanner.scan(ids, expected, stop_early=not args.all)
+        except KeyboardInterrupt:
+            scanner.cancel()
+            raise
+        stats = {str(d.id): arbiter.device_stats(d.id).as_dict() for d in report.devices}
+    if args.json:
+        emit_json(
+            {
+                "devices": [d.as_dict() for d in report.devices],
+                "port": settings.port,
+                "ids": format_ids(ids),
+                "expected": expected,
+                "missing": report.missing,
+                "duration_s": round(report.duration, 3),
+                "stopped_early": report.stopped_early,
+                "stats": stats,
+            }
+        )
+    else:
+        summary = f"{len(report.devices)} device(s) in {report.duration:.1f} s"
+        if report.stopped_early:
+            summary += " (stopped: every expected id answered; --all scans the rest)"
+        out.print(summary)
+        if report.missing:
+            out.print(f"[bold red]missing:[/] {format_ids(report.missing)}")
+    if not report.devices:
+        if not args.json:
+            err.print(f"emtui: {NO_ANSWER_ADVICE}")
+        return int(ExitCode.NO_ANSWER)
+    return int(ExitCode.DEVICE if report.missing else ExitCode.OK)
+
+
+def _found_line(device: FoundDevice) -> str:
+    parts = [f"[bold green]id {device.id:>3}[/]", f"{device.rtt_ms:6.1f} ms"]
+    if device.reply == "exception":
+        parts.append(f"[yellow]answers with exception {device.exception_code:02d}[/]")
+    for role in ("model", "name", "serial"):
+        if role in device.identity:
+            parts.append(f"{role} {device.identity[role]}")
+    if device.second_pass:
+        parts.append("(second pass)")
+    return "  ".join(parts)
+
+
+# -- read ----------------------------------------------------------------------------------------
+
+
+def _read_entries(rmap: RegisterMap, args: argparse.Namespace) -> list[RegisterEntry]:
+    entries = list(rmap.logged if args.logged else rmap.entries)
+    if args.group:
+        groups = set(args.group)
+        known = {e.group for e in rmap.entries}
+        unknown = groups - known
+        if unknown:
+            raise CliError(
+                f"--group: unknown group(s) {', '.join(sorted(unknown))}; "
+                f"map {rmap.name} has {', '.join(sorted(known))}",
+                ExitCode.USAGE,
+            )
+        entries = [e for e in entries if e.group in groups]
+    return entries
+
+
+def _value_status(sample: Sample, entry: RegisterEntry) -> str:
+    status = sample.entry_status.get(entry.name, "ok")
+    if status == "ok" and sample.values[entry.name].value is None:
+        return "na"
+    return status
+
+
+def read(args: argparse.Namespace) -> int:
+    """``emtui read``: read one meter once and print every value."""
+    settings = settings_from_args(args)
+    rmap = map_from_args(args.map)
+    if not 1 <= args.id <= 247:
+        raise CliError("--id must be 1-247", ExitCode.USAGE)
+    entries = _read_entries(rmap, args)
+    with BusArbiter(settings) as arbiter:
+        reader = MeterReader(
+            arbiter,
+            args.id,
+            rmap,
+            entries,
+            priority=Priority.INTERACTIVE,
+            respect_backoff=False,
+        )
+        sample = reader.read()
+        stats = arbiter.device_stats(args.id).as_dict()
+    clock = meter_clock(sample.values)
+    if args.json:
+        values: list[dict[str, Any]] = []
+        for entry in entries:
+            value = sample.values[entry.name]
+            item: dict[str, Any] = {
+                "name": entry.name,
+                "register": entry.register,
+                "address": entry.address,
+                "value": value.value,
+                "unit": entry.unit,
+                "status": _value_status(sample, entry),
+                "label": entry.label,
+                "type": entry.type,
+                "group": entry.group,
+            }
+            if entry.type == "pf4q":
+                item["lead_lag"] = value.lead_lag
+            values.append(item)
+        document: dict[str, Any] = {
+            "id": args.id,
+            "map": rmap.name,
+            "status": sample.status,
+            "values": values,
+            "port": settings.port,
+            "duration_s": round(sample.duration, 4),
+            "requests": sample.requests,
+            "stats": stats,
+        }
+        if clock is not None:
+            document["meter_clock"] = clock
+        emit_json(document)
+    else:
+        _print_read(sample, rmap, entries, clock, settings)
+    if sample.status in ("timeout", "error") or sample.status.startswith("exception"):
+        if sample.status == "timeout":
+            print(f"emtui: meter {args.id} did not answer: {NO_ANSWER_ADVICE}", file=sys.stderr)
+            return int(ExitCode.NO_ANSWER)
+        return int(ExitCode.DEVICE)
+    return int(ExitCode.OK)
+
+
+def _print_read(
+    sample: Sample,
+    rmap: RegisterMap,
+    entries: list[RegisterEntry],
+    clock: str | None,
+    settings: ConnectionSettings,
+) -> None:
+    table = Table(
+        title=f"meter {sample.device_id} · {rmap.name} · {settings.describe()} · {sample.status}",
+        title_justify="left",
+    )
+    table.add_column("group")
+    table.add_column("register", justify="right")
+    table.add_column("name")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    table.add_column("status")
+    for entry in entries:
+        status = _value_status(sample, entry)
+        style = "" if status == "ok" else ("dim" if status == "na" else "red")
+        table.add_row(
+            entry.group,
+            str(entry.register),
+            entry.label,
+            format_value(sample.values[entry.name], entry),
+            entry.unit,
+            status,
+            style=style,
+        )
+    console = _console()
+    console.print(table)
+    if clock is not None:
+        console.print(f"meter clock: {clock}")
+    console.print(f"{sample.requests} request(s) in {sample.duration * 1000:.0f} ms")
+
+
+# -- map -----------------------------------------------------------------------------------------
+
+
+def show_map(args: argparse.Namespace) -> int:
+    """``emtui map``: print and validate a register map."""
+    rmap = map_from_args(args.name)
+    if args.json:
+        emit_json(
+            {
+                "name": rmap.name,
+                "model": rmap.model,
+                "description": rmap.description,
+                "word_order": rmap.word_order,
+                "byte_order": rmap.byte_order,
+                "block_size": rmap.block_size,
+                "registers": [
+                    {
+                        "name": e.name,
+                        "register": e.register,
+                        "address": e.address,
+                        "type": e.type,
+                        "count": e.count,
+                        "unit": e.unit,
+                        "logged": e.logged,
+                        "label": e.label,
+                        "group": e.group,
+                        "access": e.access,
+                        "word_order": e.word_order,
+                        "byte_order": e.byte_order,
+                    }
+                    for e in rmap.entries
+                ],
+            }
+        )
+        return int(ExitCode.OK)
+    table = Table(
+        title=f"{rmap.name}: {rmap.description} ({len(rmap)} entries, {len(rmap.logged)} logged)",
+        title_justify="left",
+    )
+    for column in ("register", "address", "name", "label", "type", "count", "unit", "group"):
+        table.add_column(column, justify="right" if column in ("register", "address") else "left")
+    table.add_column("logged")
+    for e in rmap.entries:
+        table.add_row(
+            str(e.register),
+            str(e.address),
+            e.name,
+            e.label,
+            e.type,
+            str(e.count),
+            e.unit,
+            e.group,
+            "yes" if e.logged else "",
+        )
+    _console().print(table)
+    return int(ExitCode.OK)
+
+
+# -- live view (until the TUI lands) -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _demo_bus() -> Iterator[str]:
+    from emtui.sim.bus import SimulatedBus
+
+    with SimulatedBus.reference_site() as bus:
+        yield bus.start_pty()
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``emtui --demo``: the live view against the built-in simulated reference site."""
+    with _demo_bus() as port:
+        args.port = port
+        args.parity = "N"  # a pty accepts only parity N; the simulator still paces 8E1
+        return watch(args)
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Poll the meters round-robin and show a live table (the TUI will replace this)."""
+    settings = settings_from_args(args)
+    rmap = map_from_args(args.map)
+    ids = ids_from_text(args.ids, "--ids")
+    interval = max(0.0, float(args.interval))
+    console = _console()
+    with BusArbiter(settings) as arbiter:
+        readers = [MeterReader(arbiter, i, rmap) for i in ids]
+        latest: dict[int, Sample] = {}
+        cycles = 0
+        with Live(
+            _live_table(rmap, ids, latest, arbiter), console=console, auto_refresh=False
+        ) as live:
+            try:
+                while args.cycles is None or cycles < args.cycles:
+                    started = time.monotonic()
+                    for reader in readers:
+                        latest[reader.device_id] = reader.read()
+                    cycles += 1
+                    live.update(_live_table(rmap, ids, latest, arbiter), refresh=True)
+                    time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            except KeyboardInterrupt:
+                pass
+    return int(ExitCode.OK)
+
+
+def _live_table(
+    rmap: RegisterMap, ids: list[int], latest: dict[int, Sample], arbiter: BusArbiter
+) -> Table:
+    table = Table(title=f"{arbiter.settings.describe()} · {rmap.name}", title_justify="left")
+    table.add_column("value")
+    table.add_column("unit")
+    for device_id in ids:
+        sample = latest.get(device_id)
+        head = f"id {device_id}" + (f" · {sample.status}" if sample else "")
+        table.add_column(head, justify="right")
+    for entry in rmap.logged:
+        cells = []
+        for device_id in ids:
+            sample = latest.get(device_id)
+            value = sample.values.get(entry.name) if sample else None
+            cells.append(format_value(value, entry) if value is not None else "")
+        table.add_row(entry.label, entry.unit, *cells)
+    stats_cells = []
+    for device_id in ids:
+        st = arbiter.device_stats(device_id)
+        p50 = st.rtt_ms(0.5)
+        stats_cells.append(
+            f"{st.ok}/{st.requests} ok, {st.errors} err"
+            + (f", p50 {p50:.0f} ms" if p50 is not None else "")
+        )
+    table.add_row("link", "", *stats_cells, style="dim")
+    return table
