@@ -330,7 +330,7 @@ def show_map(args: argparse.Namespace) -> int:
 def _demo_bus() -> Iterator[str]:
     from emtui.sim.bus import SimulatedBus
 
-    with SimulatedBus.reference_site() as bus:
+    with SimulatedBus() as bus:
         yield bus.start_pty()
 
 

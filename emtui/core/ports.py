@@ -74,8 +74,39 @@ def describe_missing_port(path: str) -> str:
     return f"{path}: no such port. Serial ports on this machine:\n{listing}"
 
 
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _lock_holder(path: str) -> str | None:
+    """The PID holding a flock on ``path`` according to /proc/locks (pyserial's exclusive)."""
+    try:
+        st = os.stat(path)
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 6784 00:19:4 0 EOF"
+        if len(fields) >= 6 and fields[1] == "FLOCK":
+            major, minor, inode = fields[5].split(":")
+            if f"{int(major, 16):02x}:{int(minor, 16):02x}:{inode}" == wanted:
+                return fields[4]
+    return None
+
+
 def who_holds(path: str) -> str | None:
-    """``PID 1234 (emtui)`` for a process with ``path`` open, or None if none is found."""
+    """``PID 1234 (emtui)`` for the process holding ``path``, or None if none is found.
+
+    The process holding the exclusive lock wins; otherwise any process with it open.
+    """
+    pid = _lock_holder(path)
+    if pid is not None:
+        return f"PID {pid} ({_comm(pid)})"
     try:
         target = os.path.realpath(path)
     except OSError:
@@ -87,8 +118,7 @@ def who_holds(path: str) -> str | None:
         try:
             for fd in (pid_dir / "fd").iterdir():
                 if os.path.realpath(fd) == target:
-                    comm = (pid_dir / "comm").read_text().strip()
-                    return f"PID {pid_dir.name} ({comm})"
+                    return f"PID {pid_dir.name} ({_comm(pid_dir.name)})"
         except OSError:
             continue
     return None

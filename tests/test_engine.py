@@ -1,0 +1,302 @@
+"""The engine on the real RTU code path: a pty or socket:// to the simulated bus.
+
+Every test here sends real Modbus frames (pymodbus framing and CRC) through pyserial to the
+simulator and decodes what comes back, the way a technician's Pi talks to its meters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from emtui.core.arbiter import BusArbiter
+from emtui.core.codec import decode_entry
+from emtui.core.link import ConnectionSettings, Outcome
+from emtui.core.reader import MeterReader
+from emtui.core.registers import load_map
+from emtui.core.scanner import Scanner
+from emtui.sim.bus import SimulatedBus
+
+EM6400NG = load_map("em6400ng")
+
+
+@pytest.fixture
+def frozen_bus() -> Iterator[SimulatedBus]:
+    """The reference site with values that do not change, paced at 19200 8E1."""
+    with SimulatedBus(ids=[1, 2, 3, 4], frozen=True, seed=7) as bus:
+        yield bus
+
+
+def pty_settings(port: str, **kw: object) -> ConnectionSettings:
+    return ConnectionSettings(port=port, parity="N", **kw)  # type: ignore[arg-type]
+
+
+def served_values(bus: SimulatedBus, device_id: int) -> dict[str, object]:
+    """Decode what the bus actually sent to ``device_id``, entry by entry."""
+    values: dict[str, object] = {}
+    for frame in bus.served():
+        if frame.device_id != device_id or frame.outcome != "reply" or frame.function != 3:
+            continue
+        for entry in EM6400NG.entries:
+            offset = entry.address - frame.address
+            if offset >= 0 and offset + entry.count <= len(frame.registers):
+                regs = frame.registers[offset : offset + entry.count]
+                values[entry.name] = decode_entry(EM6400NG, entry, regs).value
+    return values
+
+
+@pytest.mark.parametrize("transport", ["pty", "socket"])
+def test_read_logged_set_equals_what_the_bus_served(
+    frozen_bus: SimulatedBus, transport: str
+) -> None:
+    """Every logged value the reader decodes is exactly what the simulator put on the line."""
+    port = frozen_bus.start_pty() if transport == "pty" else frozen_bus.start_tcp()
+    settings = pty_settings(port) if transport == "pty" else ConnectionSettings(port=port)
+    with BusArbiter(settings) as arbiter:
+        sample = MeterReader(arbiter, 2, EM6400NG).read()
+    assert sample.status == "ok"
+    served = served_values(frozen_bus, 2)
+    for entry in EM6400NG.logged:
+        assert sample.values[entry.name].value == served[entry.name], entry.name
+    assert 49.8 < sample.values["frequency"].value < 50.2  # type: ignore[operator]
+    assert sample.requests == 3  # real-time block, energies, run seconds
+
+
+def test_modbus_tcp_transport_reads_the_same_meter(frozen_bus: SimulatedBus) -> None:
+    """tcp:// (MBAP framing) reads the same values as RTU framing."""
+    url = frozen_bus.start_tcp(framing="tcp")
+    assert url.startswith("tcp://")
+    with BusArbiter(ConnectionSettings(port=url)) as arbiter:
+        sample = MeterReader(arbiter, 1, EM6400NG).read()
+    assert sample.status == "ok"
+    served = served_values(frozen_bus, 1)
+    assert sample.values["frequency"].value == served["frequency"]
+
+
+def test_scan_finds_meters_and_exception_only_device_without_phantoms() -> None:
+    """Ids 1-4 answer normally, id 6 only with exceptions: all five are reported, nothing else,
+    and the meters are identified by model, name and serial."""
+    with SimulatedBus(ids=[1, 2, 3, 4, 6], seed=3) as bus:
+        bus.set_fault(6, exception=4)
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            report = Scanner(arbiter, EM6400NG).scan(list(range(1, 13)))
+    found = {d.id: d for d in report.devices}
+    assert sorted(found) == [1, 2, 3, 4, 6]
+    assert found[6].reply == "exception" and found[6].exception_code == 4
+    assert found[1].identity["model"] == "EM6400NG"
+    assert found[3].identity["name"] == "Pump 3"
+    assert isinstance(found[2].identity["serial"], int)
+    assert found[1].identity["serial"] != found[2].identity["serial"]
+
+
+def test_scan_stops_early_and_second_pass_finds_a_slow_expected_meter() -> None:
+    """With --expect, a meter too slow for the learned timeout is found by the second pass;
+    the scan stops once every expected id has answered."""
+    with SimulatedBus(ids=[1, 2, 3], seed=1) as bus:
+        bus.set_fault(3, slow=0.020)  # beyond 1.5 x the fast meters' response time
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            scanner = Scanner(arbiter, EM6400NG, identify=False)
+            report = scanner.scan(list(range(1, 248)), expected=[1, 2, 3])
+    ids = [d.id for d in report.devices]
+    assert ids == [1, 2, 3]
+    assert report.devices[2].second_pass
+    assert not report.missing
+
+
+def test_scan_stops_once_every_expected_meter_answered() -> None:
+    """--expect 1-2 on a bus with 1-3: the scan reports 1 and 2 and stops there."""
+    with SimulatedBus(ids=[1, 2, 3], seed=1) as bus:
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            report = Scanner(arbiter, EM6400NG, identify=False).scan(
+                list(range(1, 248)), expected=[1, 2]
+            )
+    assert [d.id for d in report.devices] == [1, 2]
+    assert report.stopped_early and not report.missing
+
+
+def test_slow_meter_late_reply_is_never_credited_to_the_next_id() -> None:
+    """A meter that answers after the timeout must not make the next id look present."""
+    with SimulatedBus(ids=[1], seed=2) as bus:
+        bus.set_fault(1, slow=0.15)
+        port = bus.start_pty()
+        settings = pty_settings(port, timeout=0.08)
+        with BusArbiter(settings) as arbiter:
+            report = Scanner(arbiter, EM6400NG, identify=False).scan([1, 2, 3, 4, 5])
+            stats = {i: arbiter.device_stats(i) for i in range(1, 6)}
+    assert [d.id for d in report.devices] == []
+    assert all(stats[i].ok == 0 for i in range(2, 6))
+    assert sum(stats[i].wrong_id for i in range(2, 6)) >= 1  # the late frame was seen, and blamed
+
+
+def test_crc_noise_and_wrong_id_are_told_apart_from_silence() -> None:
+    """Corrupted replies count as CRC errors, replies from another id as wrong id, an absent
+    meter as timeouts."""
+    with SimulatedBus(ids=[1, 2, 3], seed=5) as bus:
+        bus.set_fault(1, crc_noise=1.0)
+        bus.set_fault(2, wrong_id=1.0)
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port, retries=0)) as arbiter:
+            replies = {i: arbiter.read_registers(i, 3109, 2) for i in (1, 2, 4)}
+            stats = {i: arbiter.device_stats(i) for i in (1, 2, 4)}
+    assert replies[1].outcome is Outcome.CRC and stats[1].crc_errors == 1
+    assert replies[2].outcome is Outcome.WRONG_ID and stats[2].wrong_id == 1
+    assert replies[4].outcome is Outcome.TIMEOUT and stats[4].timeouts == 1
+
+
+def test_refused_block_is_split_and_reading_goes_on() -> None:
+    """A meter that refuses reads touching unmapped registers (exception 02): the reader splits
+    the block, still returns every value, and the next cycle uses the learned plan."""
+    with SimulatedBus(ids=[1], frozen=True, seed=4) as bus:
+        bus.set_fault(1, strict_gaps=True)
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            reader = MeterReader(arbiter, 1, EM6400NG)
+            first = reader.read()
+            second = reader.read()
+    assert first.status == "ok" and second.status == "ok"
+    assert first.requests > second.requests
+    assert all(
+        v.value is not None or e.type == "pf4q"
+        for e, v in zip(
+            EM6400NG.logged, (first.values[e.name] for e in EM6400NG.logged), strict=True
+        )
+    )
+    assert second.values["frequency"] == first.values["frequency"]
+
+
+def test_absent_meter_is_backed_off_and_does_not_slow_the_others() -> None:
+    """With id 5 absent, after the backoff starts a poll cycle costs about what 4 meters do."""
+    with SimulatedBus(ids=[1, 2, 3, 4], line_timing=False, seed=6) as bus:
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            readers = [MeterReader(arbiter, i, EM6400NG) for i in (1, 2, 3, 4, 5)]
+            statuses = []
+            for _ in range(6):
+                statuses.append([r.read().status for r in readers])
+            requests_to_5 = arbiter.device_stats(5).requests
+            skipped_5 = arbiter.device_stats(5).skipped
+    assert statuses[-1] == ["ok", "ok", "ok", "ok", "timeout"]
+    assert skipped_5 > 0
+    assert requests_to_5 < 6 * 3 * 2  # far fewer than every block of every cycle, retried
+
+
+def test_legacy_meter_decodes_low_word_first() -> None:
+    """The legacy EM6400 map (FLOAT32 low word first) reads plausible values from a legacy
+    meter; the same registers read high word first would be garbage."""
+    legacy = load_map("em6400-legacy")
+    with SimulatedBus(ids=[1], rmap=legacy, frozen=True, seed=8) as bus:
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            sample = MeterReader(arbiter, 1, legacy).read()
+            raw = arbiter.read_registers(1, legacy.get("frequency").address, 2).registers
+    assert sample.status == "ok"
+    frequency = sample.values["frequency"].value
+    assert isinstance(frequency, float) and 49.8 < frequency < 50.2
+    vln = sample.values["vln_avg"].value
+    assert isinstance(vln, float) and 200 < vln < 260
+    assert raw is not None
+    swapped = load_map("em6400ng").get("frequency")
+    wrong = decode_entry(EM6400NG, swapped, raw).value
+    assert wrong is None or not 49 < float(wrong) < 51
+
+
+# -- the command line, end to end ---------------------------------------------------------------
+
+
+def emtui(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emtui", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_read_json_contract(frozen_bus: SimulatedBus) -> None:
+    """emtui read --json: id, map and values with name, register, address, value, unit, status;
+    N/A values are null with status na."""
+    url = frozen_bus.start_tcp()
+    result = emtui("read", "--port", url, "--id", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["id"] == 1 and doc["map"] == "em6400ng"
+    freq = next(v for v in doc["values"] if v["name"] == "frequency")
+    assert {k: freq[k] for k in ("register", "address", "unit", "status")} == {
+        "register": 3110,
+        "address": 3109,
+        "unit": "Hz",
+        "status": "ok",
+    }
+    assert freq["value"] == served_values(frozen_bus, 1)["frequency"]
+    for value in doc["values"]:
+        assert value["status"] in ("ok", "na") or value["status"].startswith("exception")
+        if value["status"] == "na":
+            assert value["value"] is None
+    energy = next(v for v in doc["values"] if v["name"] == "active_energy_delivered_wh")
+    assert isinstance(energy["value"], int)  # INT64 Wh stays an integer
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}$", doc["meter_clock"])
+
+
+def test_scan_json_contract_and_no_answer_exit() -> None:
+    """emtui scan --json lists devices with id, reply, model, rtt_ms; a bus where nobody answers
+    exits 4 with the likely causes."""
+    with SimulatedBus(ids=[2, 3], seed=9) as bus:
+        url = bus.start_tcp()
+        result = emtui("scan", "--port", url, "--ids", "1-5", "--json")
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert [(d["id"], d["reply"], d["model"]) for d in doc["devices"]] == [
+            (2, "ok", "EM6400NG"),
+            (3, "ok", "EM6400NG"),
+        ]
+        assert all(d["rtt_ms"] > 0 for d in doc["devices"])
+        nobody = emtui("scan", "--port", url, "--ids", "7-9")
+    assert nobody.returncode == 4
+    assert "baud" in nobody.stderr and "A and B" in nobody.stderr
+
+
+def mbpoll_or_skip() -> str:
+    path = shutil.which("mbpoll")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mbpoll is required in CI (apt-get install mbpoll)")
+        pytest.skip("mbpoll not installed")
+    return path
+
+
+def test_mbpoll_and_emtui_read_agree(frozen_bus: SimulatedBus) -> None:
+    """An independent Modbus client (mbpoll) and emtui read decode the same registers of the
+    simulator to the same numbers: frequency (float32, high word first) and run seconds
+    (uint32)."""
+    mbpoll = mbpoll_or_skip()
+    port = frozen_bus.start_pty()
+    out = subprocess.run(
+        [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-t", "4:float", "-B"]
+        + ["-r", "3110", "-c", "1", "-1", "-o", "2", port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    mb_freq = float(re.search(r"\[3110\]:\s+(\S+)", out.stdout).group(1))  # type: ignore[union-attr]
+    out = subprocess.run(
+        [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-t", "4:int", "-B"]
+        + ["-r", "43546", "-c", "1", "-1", "-o", "2", port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    mb_run = int(re.search(r"\[43546\]:\s+(-?\d+)", out.stdout).group(1))  # type: ignore[union-attr]
+    result = emtui("read", "--port", port, "--parity", "N", "--id", "1", "--logged", "--json")
+    assert result.returncode == 0, result.stderr
+    values = {v["name"]: v["value"] for v in json.loads(result.stdout)["values"]}
+    assert values["frequency"] == pytest.approx(mb_freq, rel=1e-6)
+    assert values["run_seconds_delivered"] == mb_run
