@@ -277,9 +277,9 @@ def test_mbpoll_and_emtui_read_agree(frozen_bus: SimulatedBus) -> None:
     (uint32)."""
     mbpoll = mbpoll_or_skip()
     port = frozen_bus.start_pty()
+    common = [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-B", "-1", "-o", "2"]
     out = subprocess.run(
-        [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-t", "4:float", "-B"]
-        + ["-r", "3110", "-c", "1", "-1", "-o", "2", port],
+        [*common, "-t", "4:float", "-r", "3110", "-c", "1", port],
         capture_output=True,
         text=True,
         timeout=30,
@@ -287,8 +287,7 @@ def test_mbpoll_and_emtui_read_agree(frozen_bus: SimulatedBus) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     mb_freq = float(re.search(r"\[3110\]:\s+(\S+)", out.stdout).group(1))  # type: ignore[union-attr]
     out = subprocess.run(
-        [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-t", "4:int", "-B"]
-        + ["-r", "43546", "-c", "1", "-1", "-o", "2", port],
+        [*common, "-t", "4:int", "-r", "43546", "-c", "1", port],
         capture_output=True,
         text=True,
         timeout=30,
