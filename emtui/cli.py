@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from emtui import __version__
+from emtui.core.config import Config, ConfigError, apply_overrides, find_config_file, load_config
 from emtui.core.ids import parse_ids
 from emtui.core.link import ConnectionSettings, LinkError
 from emtui.core.registers import MapError, RegisterMap, load_map
@@ -30,6 +31,8 @@ class ExitCode(enum.IntEnum):
     NO_ANSWER = 4
     DEVICE = 5
     MAP = 6
+    CONFIG = 7
+    UPLOAD = 8
     INTERRUPTED = 130
 
 
@@ -41,7 +44,7 @@ class CliError(Exception):
         self.code = code
 
 
-SUBCOMMANDS = ("scan", "read", "map", "sim")
+SUBCOMMANDS = ("scan", "read", "map", "sim", "config", "upload", "status", "service")
 
 NO_ANSWER_ADVICE = (
     "no device answered. Likely causes: wrong baud or parity (EM6400NG factory setting is "
@@ -58,33 +61,32 @@ def quiet_pymodbus() -> None:
 # -- argument parsing ----------------------------------------------------------------------------
 
 
-def _add_connection(parser: argparse.ArgumentParser, ids_default: str | None) -> None:
-    group = parser.add_argument_group("connection")
+def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> None:
+    """Connection flags; each overrides the config file (so none has a default here)."""
+    group = parser.add_argument_group("connection (each flag overrides the config file)")
+    group.add_argument("--config", help="config file (default: ./emtui.toml, user, /etc/emtui)")
     group.add_argument(
         "--port",
         help="serial device (a /dev/serial/by-id/… name survives reboots), "
         "socket://HOST:PORT (RTU over TCP) or tcp://HOST:PORT (Modbus TCP)",
     )
-    group.add_argument("--baud", type=int, default=19200, help="bit/s (default 19200)")
-    group.add_argument(
-        "--parity", choices=("E", "O", "N"), default="E", type=str.upper, help="default E"
-    )
-    group.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    group.add_argument("--baud", type=int, help="bit/s (default 19200)")
+    group.add_argument("--parity", choices=("E", "O", "N"), type=str.upper, help="default E")
+    group.add_argument("--stopbits", type=int, choices=(1, 2), help="default 1")
     group.add_argument(
         "--timeout", type=float, help="fixed reply timeout in s (default: learned per meter)"
     )
-    group.add_argument("--retries", type=int, default=1, help="retries of a failed poll")
+    group.add_argument("--retries", type=int, help="retries of a failed poll (default 1)")
     group.add_argument(
-        "--local-echo", action="store_true", help="the adapter echoes its own transmission"
+        "--local-echo",
+        action="store_true",
+        default=None,
+        help="the adapter echoes its own transmission",
     )
-    group.add_argument(
-        "--gap", type=float, default=0.0, help="extra silence before each request, s"
-    )
-    if ids_default is not None:
-        group.add_argument(
-            "--ids", default=ids_default, help=f"slave ids, e.g. 1-4,7 (default {ids_default})"
-        )
-    group.add_argument("--map", default="em6400ng", help="register map name or TOML file")
+    group.add_argument("--gap", type=float, help="extra silence before each request, s")
+    if ids_help is not None:
+        group.add_argument("--ids", help=ids_help)
+    group.add_argument("--map", help="register map name or TOML file (default em6400ng)")
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
@@ -97,19 +99,23 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             + " (emtui COMMAND --help).",
         )
         parser.add_argument("--version", action="version", version=f"emtui {__version__}")
-        parser.add_argument(
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
             "--demo", action="store_true", help="live view of the built-in simulated site"
         )
-        parser.add_argument(
-            "--cycles", type=int, help="stop after N poll cycles (default: run until Ctrl-C)"
+        mode.add_argument(
+            "--log", action="store_true", help="log the meters to CSV (headless, unattended)"
         )
-        parser.add_argument("--interval", type=float, default=1.0, help="poll interval, s")
-        _add_connection(parser, "1-4")
+        parser.add_argument("--cycles", type=int, help="stop after N poll cycles")
+        parser.add_argument("--interval", type=float, help="poll interval, s (0: back to back)")
+        parser.add_argument("--data-dir", help="where the CSV files go")
+        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+        _add_connection(parser, "the meters to poll, e.g. 1-4,7")
         return parser
     parser = argparse.ArgumentParser(prog=f"emtui {command}")
     if command == "scan":
         parser.description = "Find the meters on a bus and identify them."
-        _add_connection(parser, "1-247")
+        _add_connection(parser, "ids to scan, e.g. 1-10 (default 1-247)")
         parser.add_argument("--expect", help="ids you expect; missed ones are retried")
         parser.add_argument(
             "--all", action="store_true", help="scan every id even when all expected answered"
@@ -132,27 +138,77 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 
         parser.description = "Serve a simulated bus of meters; prints the port on line 1."
         add_arguments(parser)
+    elif command == "config":
+        parser.description = "Validate the config file and print the effective settings."
+        parser.add_argument("action", choices=("check",))
+        _add_connection(parser, "the meters to poll")
+        parser.add_argument("--interval", type=float, help="poll interval, s")
+        parser.add_argument("--data-dir", help="where the CSV files go")
+        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    elif command == "upload":
+        parser.description = "Show the upload queue, or send it now (--now)."
+        parser.add_argument("--config", help="config file")
+        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+        parser.add_argument("--now", action="store_true", help="send every queued file now")
+        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    elif command == "status":
+        parser.description = "Show the logger's state: rows, errors, queue, uploads."
+        parser.add_argument("--config", help="config file")
+        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    elif command == "service":
+        parser.description = "Print or install the systemd unit that runs emtui --log at boot."
+        parser.add_argument("action", choices=("print", "install"))
+        parser.add_argument("--user", default="emtui", help="account to run as (default emtui)")
+        parser.add_argument(
+            "--config", default="/etc/emtui/config.toml", help="config file the service reads"
+        )
+        parser.add_argument("--data-dir", default="/var/lib/emtui", help="CSV directory")
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> ConnectionSettings:
-    """The connection the flags describe; a missing port is a usage error with advice."""
-    if not args.port:
+def effective_config(args: argparse.Namespace, *, meters: bool = True) -> Config:
+    """The config file (found as the design says) with this command's flags applied.
+
+    ``meters=False`` leaves ``--ids`` alone (a scan's ids are a range to probe, not meters).
+    """
+    try:
+        config = load_config(find_config_file(getattr(args, "config", None)))
+        ids = getattr(args, "ids", None) if meters else None
+        return apply_overrides(
+            config,
+            port=getattr(args, "port", None),
+            baud=getattr(args, "baud", None),
+            parity=getattr(args, "parity", None),
+            stopbits=getattr(args, "stopbits", None),
+            timeout=getattr(args, "timeout", None),
+            retries=getattr(args, "retries", None),
+            local_echo=getattr(args, "local_echo", None),
+            gap=getattr(args, "gap", None),
+            ids=ids_from_text(ids, "--ids") if ids else None,
+            map_name=getattr(args, "map", None) if meters else None,
+            interval=getattr(args, "interval", None),
+            data_dir=getattr(args, "data_dir", None),
+            state_dir=getattr(args, "state_dir", None),
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+
+
+def settings_from(config: Config) -> ConnectionSettings:
+    """The connection of ``config``; a missing port is a usage error listing the ports."""
+    if not config.bus.port:
         from emtui.core.ports import list_serial_ports
 
         ports = list_serial_ports()
         found = "; ".join(p.device for p in ports) if ports else "none found"
-        raise CliError(f"no port given: use --port PATH (serial ports: {found})", ExitCode.USAGE)
-    return ConnectionSettings(
-        port=args.port,
-        baud=args.baud,
-        parity=args.parity,
-        stopbits=args.stopbits,
-        timeout=args.timeout,
-        retries=args.retries,
-        local_echo=args.local_echo,
-        gap=args.gap,
-    )
+        raise CliError(
+            f"no port given: use --port PATH or set port in the config's [bus] table "
+            f"(serial ports: {found})",
+            ExitCode.USAGE,
+        )
+    return config.bus.settings()
 
 
 def map_from_args(name: str) -> RegisterMap:
@@ -199,8 +255,16 @@ def run(argv: Sequence[str]) -> int:
         from emtui.sim.command import run as run_sim
 
         return int(run_sim(args))
+    if command in ("config", "upload", "status", "service"):
+        from emtui import logcommands
+
+        return int(getattr(logcommands, command)(args))
     if args.demo:
         return commands.demo(args)
+    if args.log:
+        from emtui import logcommands
+
+        return logcommands.log(args)
     return commands.watch(args)
 
 
@@ -217,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MapError as exc:
         print(f"emtui: {exc}", file=sys.stderr)
         return int(ExitCode.MAP)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"emtui: {line}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     except KeyboardInterrupt:
         print("emtui: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)

@@ -22,10 +22,11 @@ from emtui.cli import (
     NO_ANSWER_ADVICE,
     CliError,
     ExitCode,
+    effective_config,
     emit_json,
     ids_from_text,
     map_from_args,
-    settings_from_args,
+    settings_from,
 )
 from emtui.core.arbiter import BusArbiter, Priority
 from emtui.core.codec import Value, meter_clock
@@ -61,9 +62,10 @@ def format_value(value: Value, entry: RegisterEntry | None = None) -> str:
 
 def scan(args: argparse.Namespace) -> int:
     """``emtui scan``: find and identify the meters; exit NO_ANSWER when nobody answered."""
-    settings = settings_from_args(args)
-    rmap = map_from_args(args.map)
-    ids = ids_from_text(args.ids, "--ids")
+    config = effective_config(args, meters=False)
+    settings = settings_from(config)
+    rmap = map_from_args(args.map or "em6400ng")
+    ids = ids_from_text(args.ids or "1-247", "--ids")
     expected = ids_from_text(args.expect, "--expect") if args.expect else []
     out = _console()
     err = _err_console()
@@ -171,8 +173,10 @@ def _value_status(sample: Sample, entry: RegisterEntry) -> str:
 
 def read(args: argparse.Namespace) -> int:
     """``emtui read``: read one meter once and print every value."""
-    settings = settings_from_args(args)
-    rmap = map_from_args(args.map)
+    config = effective_config(args, meters=False)
+    settings = settings_from(config)
+    meter = config.meter(args.id)
+    rmap = map_from_args(args.map or (meter.map if meter else "em6400ng"))
     if not 1 <= args.id <= 247:
         raise CliError("--id must be 1-247", ExitCode.USAGE)
     entries = _read_entries(rmap, args)
@@ -330,7 +334,7 @@ def show_map(args: argparse.Namespace) -> int:
 def _demo_bus() -> Iterator[str]:
     from emtui.sim.bus import SimulatedBus
 
-    with SimulatedBus() as bus:
+    with SimulatedBus(running=True) as bus:
         yield bus.start_pty()
 
 
@@ -344,10 +348,11 @@ def demo(args: argparse.Namespace) -> int:
 
 def watch(args: argparse.Namespace) -> int:
     """Poll the meters round-robin and show a live table (the TUI will replace this)."""
-    settings = settings_from_args(args)
-    rmap = map_from_args(args.map)
-    ids = ids_from_text(args.ids, "--ids")
-    interval = max(0.0, float(args.interval))
+    config = effective_config(args)
+    settings = settings_from(config)
+    rmap = map_from_args(args.map or "em6400ng")
+    ids = config.ids or [1, 2, 3, 4]
+    interval = config.logging.interval
     console = _console()
     with BusArbiter(settings) as arbiter:
         readers = [MeterReader(arbiter, i, rmap) for i in ids]
