@@ -18,7 +18,17 @@ import pytest
         "emtui.core.planner",
         "emtui.core.reader",
         "emtui.core.scanner",
+        "emtui.core.config",
+        "emtui.core.csvlog",
+        "emtui.core.logger",
+        "emtui.core.runstate",
+        "emtui.core.service",
+        "emtui.core.uploadqueue",
+        "emtui.core.uploadrun",
+        "emtui.core.uploaders",
+        "emtui.logcommands",
         "emtui.sim.bus",
+        "emtui.sim.command",
     ],
 )
 def test_core_module_does_not_import_ui_libraries(module: str) -> None:
