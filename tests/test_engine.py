@@ -100,8 +100,10 @@ def test_scan_finds_meters_and_exception_only_device_without_phantoms() -> None:
 def test_scan_stops_early_and_second_pass_finds_a_slow_expected_meter() -> None:
     """With --expect, a meter too slow for the learned timeout is found by the second pass;
     the scan stops once every expected id has answered."""
-    with SimulatedBus(ids=[1, 2, 3], seed=1) as bus:
-        bus.set_fault(3, slow=0.020)  # beyond 1.5 x the fast meters' response time
+    # 5 ms turnaround: fast meters answer in ~14 ms, so the learned timeout is ~21 ms; the
+    # slow one answers in ~34 ms, well inside the generous timeout (wire time + 50 ms).
+    with SimulatedBus(ids=[1, 2, 3], seed=1, turnaround=0.005) as bus:
+        bus.set_fault(3, slow=0.020)
         port = bus.start_pty()
         with BusArbiter(pty_settings(port)) as arbiter:
             scanner = Scanner(arbiter, EM6400NG, identify=False)
