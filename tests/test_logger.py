@@ -278,3 +278,43 @@ def test_status_command_reads_the_status_file(tmp_path: Path) -> None:
         ).stdout
     )
     assert doc["logger"]["meters"][0]["rows"] == 3 and doc["queue"]["queued"] == 0
+
+
+def test_full_disk_is_reported_once_polling_goes_on_and_writing_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while logging: one loud line when it starts, polling goes on, the lost rows are
+    counted (status file and summary), and a line when writing resumes."""
+    import errno
+
+    real_write = os.write
+    full = {"on": False}
+
+    def fake_write(fd: int, data: bytes) -> int:
+        if full["on"] and data.endswith(b"\n") and data.count(b",") > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    lines: list[str] = []
+    with SimulatedBus(ids=[1], line_timing=False, seed=17) as bus:
+        port = bus.start_pty()
+        with BusArbiter(ConnectionSettings(port=port, parity="N")) as arbiter:
+            worker = LoggingWorker(_config(tmp_path, [1]), arbiter, report=lines.append)
+            monkeypatch.setattr(os, "write", fake_write)
+            worker.cycle()
+            full["on"] = True
+            for _ in range(5):
+                worker.cycle()
+            full["on"] = False
+            worker.cycle()
+            worker.close()
+    failures = [line for line in lines if "No space" in line or "disk full" in line]
+    assert len(failures) == 1
+    assert any("writing resumed (5 row(s) lost)" in line for line in lines)
+    assert worker.cycles == 7
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["meters"][0]["rows"] == 2 and status["meters"][0]["rows_lost"] == 5
+    assert "5 row(s) NOT WRITTEN" in worker.summary()
+    (path,) = (tmp_path / "data" / "meter_1").glob("*.csv")
+    _, rows = read_rows(path)
+    assert len(rows) == 2

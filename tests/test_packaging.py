@@ -15,8 +15,7 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
     directory: both shipped maps load through importlib.resources and `emtui map` works."""
     target = tmp_path / "site"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
-        + ["--target", str(target), str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), ROOT],
         capture_output=True,
         text=True,
         timeout=300,

@@ -49,6 +49,7 @@ class MeterLog:
     errors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     last: Sample | None = None
+    write_failing: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The status-file form."""
@@ -168,7 +169,12 @@ class LoggingWorker:
             meter.statuses[sample.status] = meter.statuses.get(sample.status, 0) + 1
             if written:
                 meter.rows += 1
-            elif meter.writer.last_error:
+                if meter.write_failing:
+                    meter.write_failing = False
+                    lost = meter.writer.rows_lost
+                    self.report(f"meter {meter.config.id}: writing resumed ({lost} row(s) lost)")
+            elif not meter.write_failing:  # say it once when it starts, not on every row
+                meter.write_failing = True
                 self.report(f"meter {meter.config.id}: {meter.writer.last_error}")
             if sample.status != "ok":
                 meter.errors += 1
