@@ -66,6 +66,8 @@ from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emtui.core.durable import fsync_dir, write_new_file
+
 if TYPE_CHECKING:  # the reader pulls in the Modbus stack; the writer needs only the shapes
     from emtui.core.reader import Sample
     from emtui.core.registers import RegisterEntry
@@ -145,20 +147,6 @@ def _local_time(millis: int, tz: tzinfo | None) -> datetime:
     seconds, ms = divmod(millis, 1000)
     utc = datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000)
     return utc.astimezone(tz)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a new directory entry durable; filesystems that cannot are not an error."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:
@@ -383,7 +371,7 @@ class MeterCsvWriter:
         closed = self._is_closed(day)
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.data_dir)
+            fsync_dir(self.data_dir, strict=False)
         for n in itertools.count(1):
             path = day_file_path(self.data_dir, self.device_id, day, n)
             if closed and path.exists():
@@ -427,7 +415,7 @@ class MeterCsvWriter:
                 self._size = 0
                 self._append(fd, self.header)
                 os.fsync(fd)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent, strict=False)
             elif not self._has_our_header(path):
                 os.close(fd)
                 return None
@@ -474,19 +462,12 @@ class MeterCsvWriter:
         while True:
             aside = path.with_name(f"{path.name}.torn-{n}")
             try:
-                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                write_new_file(aside, torn)
             except FileExistsError:
                 n += 1
                 continue
             break
-        try:
-            view = memoryview(torn)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent, strict=False)
         return aside
 
     def _append(self, fd: int, data: bytes) -> None:

@@ -13,10 +13,10 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from emtui.core.durable import atomic_write_bytes
 from emtui.core.link import PortBusy
 
 STATUS_FILE = "status.json"
@@ -72,18 +72,14 @@ class PortLock:
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Replace ``path`` with ``document`` so a reader never sees half a file."""
+    """Replace ``path`` with ``document`` so a reader never sees half a file.
+
+    Not fsynced: the status is rewritten every few seconds and losing the last one to a power
+    cut costs nothing, while an fsync each time would wear the SD card.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode(), sync=False)
 
 
 def pid_alive(pid: int) -> bool:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     # one its upload target needs, when it first uploads.
     import asyncssh
 
-from emtui.core.uploadqueue import fsync_dir
+from emtui.core.durable import fsync_dir, write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +216,7 @@ class FileUploader:
         tmp = folder / f".{name}.part-{secrets.token_hex(4)}"
         try:
             self._makedirs(folder)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new_file(tmp, data)
             back = tmp.read_bytes()
             if len(back) != size or hashlib.sha256(back).hexdigest() != sha256.lower():
                 raise UploadError(f"{tmp} does not read back as written")
