@@ -29,7 +29,7 @@ from emtui.cli import (
     settings_from,
 )
 from emtui.core.arbiter import BusArbiter, Priority
-from emtui.core.codec import Value, meter_clock
+from emtui.core.codec import Value, display_text, meter_clock
 from emtui.core.ids import format_ids
 from emtui.core.link import ConnectionSettings
 from emtui.core.reader import MeterReader, Sample
@@ -45,15 +45,11 @@ def _err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def format_value(value: Value, entry: RegisterEntry | None = None) -> str:
-    """A decoded value as a table shows it (full precision; ``—`` for missing)."""
-    if value.value is None:
-        return "—"
-    text = repr(value.value) if isinstance(value.value, float) else str(value.value)
-    if value.lead_lag and value.lead_lag != "lagging":
-        text += f" ({value.lead_lag})"
-    elif value.lead_lag:
-        text += " (lag)"
+def format_value(value: Value, entry: RegisterEntry) -> str:
+    """A decoded value for a table: exact and short (see codec.display_text), PF side added."""
+    text = display_text(value, entry)
+    if value.value is not None and value.lead_lag:
+        text += " lag" if value.lead_lag == "lagging" else f" {value.lead_lag}"
     return text
 
 

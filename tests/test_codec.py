@@ -781,3 +781,20 @@ def test_bitmap_round_trip(case: tuple[int, int]) -> None:
     count, number = case
     e = entry("bitmap", count)
     assert decode(e, encode(e, number)).value == number
+
+
+def test_display_text_is_the_shortest_exact_float32_text() -> None:
+    """Screens show 50.01 for the float32 0x42480A3D (exact for a float32, not rounded), large
+    whole floats in full, PF the same way, integers as they are, a dash for a missing value."""
+    from emtui.core.codec import display_text
+
+    freq = entry("float32")
+    assert display_text(decode(freq, [0x4248, 0x0A3D]), freq) == "50.01"
+    big = decode(freq, [0x4C99, 0xBC5C])  # a whole number above 2**24: every digit shown
+    assert display_text(big, freq) == "80601824.0"
+    pf = entry("pf4q")
+    assert display_text(decode(pf, [0x3F59, 0x999A]), pf) == "0.85"
+    assert display_text(decode(entry("int64"), [0, 0, 0x1C, 0xBE99]), entry("int64")) == str(
+        0x1CBE99
+    )
+    assert display_text(decode(freq, [0xFFC0, 0x0000], na=0xFFC00000), freq) == "—"

@@ -48,6 +48,7 @@ __all__ = [
     "datetime_flags",
     "decode",
     "decode_entry",
+    "display_text",
     "encode",
     "encode_entry",
     "format_raw",
@@ -334,6 +335,26 @@ def decode(entry: RegisterEntry, registers: Sequence[int], na: int | None = None
     if kind == "string":
         return Value(_string_text(regs, entry.byte_order), raw=regs)
     raise ValueError(f"entry {entry.name!r}: unknown type {kind!r}")  # pragma: no cover
+
+
+def display_text(value: Value, entry: RegisterEntry) -> str:
+    """A value as a screen shows it: exact, but as short as the meter's type allows.
+
+    float32 values (and PFs) use the shortest decimal that converts back to the same float32
+    (``50.01`` rather than ``50.0099983215332``): nothing is rounded away, unlike fixed
+    decimals. From 2**24 up a float32 holds whole numbers only, and those are shown in full
+    (``80601824.0``, not ``80601820.0``). CSV and JSON keep Python's repr of the decoded double
+    (design §8). Missing values show as ``—``.
+    """
+    if value.value is None:
+        return "—"
+    if (
+        isinstance(value.value, float)
+        and entry.type in ("float32", "pf4q")
+        and abs(value.value) < 2.0**24  # above, float32 holds integers: show every digit
+    ):
+        return _float32_text(value.value)
+    return str(value.value)
 
 
 def decode_entry(rmap: RegisterMap, entry: RegisterEntry, registers: Sequence[int]) -> Value:
