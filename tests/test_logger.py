@@ -318,3 +318,33 @@ def test_full_disk_is_reported_once_polling_goes_on_and_writing_resumes(
     (path,) = (tmp_path / "data" / "meter_1").glob("*.csv")
     _, rows = read_rows(path)
     assert len(rows) == 2
+
+
+def test_bus_lost_and_back_gives_error_rows_then_resumes(tmp_path: Path) -> None:
+    """The gateway goes away mid-run: every meter still gets a row per poll (status error),
+    one line says the bus is down, and polling resumes by itself when it is back."""
+    lines: list[str] = []
+    bus = SimulatedBus(ids=[1, 2], line_timing=False, seed=18)
+    url = bus.start_tcp()
+    tcp_port = int(url.rsplit(":", 1)[1])
+    try:
+        with BusArbiter(ConnectionSettings(port=url)) as arbiter:
+            worker = LoggingWorker(_config(tmp_path, [1, 2]), arbiter, report=lines.append)
+            first = worker.cycle()
+            bus.stop()
+            down = [worker.cycle() for _ in range(3)]
+            bus = SimulatedBus(ids=[1, 2], line_timing=False, seed=18)
+            bus.start_tcp(port=tcp_port)
+            back = worker.cycle()
+            worker.close()
+    finally:
+        bus.stop()
+    assert [s.status for s in first] == ["ok", "ok"]
+    assert all(s.status == "error" for cycle in down for s in cycle)
+    assert [s.status for s in back] == ["ok", "ok"]
+    assert sum("bus down" in line for line in lines) == 1
+    assert sum("bus back" in line for line in lines) == 1
+    for device_id in (1, 2):
+        (path,) = (tmp_path / "data" / f"meter_{device_id}").glob("*.csv")
+        _, rows = read_rows(path)
+        assert [r[2] for r in rows] == ["ok", "error", "error", "error", "ok"]

@@ -124,6 +124,7 @@ class LoggingWorker:
         self._last_summary = monotonic()
         self._last_status = 0.0
         self._clock_flags = ""
+        self._link_down = False
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -162,8 +163,13 @@ class LoggingWorker:
         """Poll every meter once, in order, and write a row for each."""
         self._clock_flags = self.clock_watch.check()
         samples = []
+        link_error: str | None = None
         for meter in self.meters:
-            sample = meter.reader.read()
+            if link_error is None:
+                sample = meter.reader.read()
+                link_error = sample.link_error
+            else:  # the bus is down: a row that shows the gap, without waiting on the wire
+                sample = meter.reader.failed(link_error)
             written = meter.writer.write(sample, self._clock_flags)
             meter.last = sample
             meter.statuses[sample.status] = meter.statuses.get(sample.status, 0) + 1
@@ -181,6 +187,11 @@ class LoggingWorker:
             if self.on_sample is not None:
                 self.on_sample(sample)
             samples.append(sample)
+        if link_error and not self._link_down:
+            self.report(f"bus down: {link_error}; retrying every cycle")
+        elif self._link_down and not link_error:
+            self.report("bus back: polling again")
+        self._link_down = link_error is not None
         self.cycles += 1
         return samples
 

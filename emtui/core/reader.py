@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from emtui.core.arbiter import BusArbiter, Priority
 from emtui.core.codec import Value, decode_entry
-from emtui.core.link import Outcome, Reply
+from emtui.core.link import LinkError, Outcome, Reply
 from emtui.core.planner import ReadBlock, ReadPlanner
 from emtui.core.registers import RegisterEntry, RegisterMap
 
@@ -33,6 +33,8 @@ class Sample:
         entry_status: entry name → ``ok`` or why it has no value.
         duration: seconds the read took.
         requests: transactions it took (retries included).
+        link_error: why the connection itself failed (adapter unplugged, gateway down), if it
+            did; the sample's status is then ``error``.
     """
 
     device_id: int
@@ -42,6 +44,7 @@ class Sample:
     entry_status: dict[str, str] = field(default_factory=dict)
     duration: float = 0.0
     requests: int = 0
+    link_error: str | None = None
 
 
 def _status_of(outcome: Outcome, reply: Reply | None) -> str:
@@ -105,8 +108,23 @@ class MeterReader:
             self._plan = self.planner.plan(self.entries)
         return self._plan
 
+    def failed(self, link_error: str) -> Sample:
+        """A sample for a read not attempted because the connection is down."""
+        return Sample(
+            device_id=self.device_id,
+            time=self.clock(),
+            status="error",
+            values={e.name: Value(None) for e in self.entries},
+            entry_status={e.name: "error" for e in self.entries},
+            link_error=link_error,
+        )
+
     def read(self) -> Sample:
-        """Read every planned block once (with the arbiter's retries) and decode."""
+        """Read every planned block once (with the arbiter's retries) and decode.
+
+        Never raises for a failing bus: a lost connection gives a sample with status
+        ``error`` and ``link_error`` set (the arbiter reopens the link on the next request).
+        """
         started = self.clock()
         t0 = time.monotonic()
         values: dict[str, Value] = {}
@@ -114,16 +132,24 @@ class MeterReader:
         requests = 0
         pending = list(self.plan)
         replanned = False
+        link_error: str | None = None
         while pending:
             block = pending.pop(0)
-            reply = self.arbiter.read_registers(
-                self.device_id,
-                block.address,
-                block.count,
-                function=self.map.function,
-                priority=self.priority,
-                respect_backoff=self.respect_backoff,
-            )
+            try:
+                reply = self.arbiter.read_registers(
+                    self.device_id,
+                    block.address,
+                    block.count,
+                    function=self.map.function,
+                    priority=self.priority,
+                    respect_backoff=self.respect_backoff,
+                )
+            except LinkError as exc:  # the bus is gone: no point trying the other blocks
+                link_error = str(exc)
+                for entry in [e for b in (block, *pending) for e in b.entries]:
+                    values[entry.name] = Value(None)
+                    entry_status[entry.name] = "error"
+                break
             requests += reply.attempts
             if reply.ok and reply.registers is not None and len(reply.registers) == block.count:
                 for entry in block.entries:
@@ -159,4 +185,5 @@ class MeterReader:
             entry_status=entry_status,
             duration=time.monotonic() - t0,
             requests=requests,
+            link_error=link_error,
         )
