@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+#: The installed program (``python -m emtui`` from the checkout would import the source tree).
+EMTUI = str(Path(sys.executable).with_name("emtui"))
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -44,7 +46,7 @@ def measure(interval: float, seconds: float, every: float, work: Path, paced: bo
     """Run the logger for ``seconds`` and print CPU and RSS every ``every`` seconds."""
     pacing = [] if paced else ["--no-line-timing"]
     sim = subprocess.Popen(
-        [sys.executable, "-m", "emtui", "sim", "--listen", "127.0.0.1:0", "--seed", "1", *pacing],
+        [EMTUI, "sim", "--listen", "127.0.0.1:0", "--seed", "1", *pacing],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -54,7 +56,7 @@ def measure(interval: float, seconds: float, every: float, work: Path, paced: bo
     data, state = work / f"data-{interval:g}", work / f"state-{interval:g}"
     logger = subprocess.Popen(
         [
-            *(sys.executable, "-m", "emtui", "--log", "--port", url, "--ids", "1-4"),
+            *(EMTUI, "--log", "--port", url, "--ids", "1-4"),
             *("--interval", str(interval), "--data-dir", str(data), "--state-dir", str(state)),
         ],
         stderr=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import serial
+from helpers import EMTUI
 
 from emtui.cli import ExitCode
 from emtui.core.link import (
@@ -21,9 +22,7 @@ from emtui.core.link import (
 
 
 def emtui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emtui", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([*EMTUI, *args], capture_output=True, text=True, timeout=60)
 
 
 def test_missing_port_lists_ports_and_exits_connection() -> None:

@@ -11,10 +11,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
+from helpers import EMTUI
 
 from emtui.core.arbiter import BusArbiter
 from emtui.core.codec import decode_entry
@@ -216,9 +216,7 @@ def test_legacy_meter_decodes_low_word_first() -> None:
 
 
 def emtui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emtui", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([*EMTUI, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_read_json_contract(frozen_bus: SimulatedBus) -> None:

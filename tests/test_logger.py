@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import EMTUI
 
 from emtui.core.arbiter import BusArbiter
 from emtui.core.codec import decode_entry
@@ -30,7 +30,7 @@ EM6400NG = load_map("em6400ng")
 
 
 def emtui_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "emtui", *args]
+    return [*EMTUI, *args]
 
 
 def log_cmd(port: str, tmp: Path, *extra: str) -> list[str]:

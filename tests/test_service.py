@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from helpers import EMTUI
 
 from emtui.core.service import ServiceOptions, install, unit_text
 
@@ -13,9 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def emtui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emtui", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([*EMTUI, *args], capture_output=True, text=True, timeout=60)
 
 
 def test_unit_runs_the_logger_as_a_dialout_user_and_restarts_on_failure() -> None:

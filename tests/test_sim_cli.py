@@ -8,11 +8,11 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
 import serial
+from helpers import EMTUI
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
@@ -35,7 +35,7 @@ def _read_frequency(port: serial.SerialBase, device_id: int = 1) -> float:
 
 def _start_sim(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emtui.sim", *args],
+        [*EMTUI, "sim", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,9 +97,7 @@ def test_sim_command_rejects_bad_options() -> None:
         (["--map", "no-such-map"], "unknown map"),
         (["--slow", "2"], "--slow"),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "emtui.sim", *args], capture_output=True, text=True, timeout=20
-        )
+        result = subprocess.run([*EMTUI, "sim", *args], capture_output=True, text=True, timeout=20)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
         assert result.stdout == ""
