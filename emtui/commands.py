@@ -221,12 +221,20 @@ def read(args: argparse.Namespace) -> int:
         emit_json(document)
     else:
         _print_read(sample, rmap, entries, clock, settings)
-    if sample.status in ("timeout", "error") or sample.status.startswith("exception"):
-        if sample.status == "timeout":
-            print(f"emtui: meter {args.id} did not answer: {NO_ANSWER_ADVICE}", file=sys.stderr)
-            return int(ExitCode.NO_ANSWER)
-        return int(ExitCode.DEVICE)
-    return int(ExitCode.OK)
+    return int(read_exit_code(sample, args.id))
+
+
+def read_exit_code(sample: Sample, device_id: int) -> ExitCode:
+    """Exit code of ``emtui read`` (README): 3 bus lost, 4 no answer, 5 any value not read."""
+    if sample.link_error:
+        print(f"emtui: {sample.link_error}", file=sys.stderr)
+        return ExitCode.CONNECTION
+    if sample.status == "timeout":
+        print(f"emtui: meter {device_id} did not answer: {NO_ANSWER_ADVICE}", file=sys.stderr)
+        return ExitCode.NO_ANSWER
+    if sample.status != "ok":
+        return ExitCode.DEVICE
+    return ExitCode.OK
 
 
 def _print_read(

@@ -24,6 +24,7 @@ from emtui.core.config import (
     effective_dict,
     redact_target,
 )
+from emtui.core.link import LinkError, PortBusy, PortPermission
 from emtui.core.runstate import PortLock, read_status
 
 
@@ -62,15 +63,28 @@ def log(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         _report(f"{signal.Signals(signum).name}: finishing the current row")
-        stop.set()
+        # Not stop.set() here: the handler runs in the main thread, which may be inside
+        # stop.wait() holding the Event's (non-reentrant) lock; another thread can wait for it.
+        threading.Thread(target=stop.set, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with PortLock(config.state_dir, settings.port), BusArbiter(settings) as arbiter:
-        worker = LoggingWorker(config, arbiter, report=_report)
+    arbiter = BusArbiter(settings)
+    with PortLock(config.state_dir, settings.port):
         _report(_start_line(config, settings.describe()))
-        worker.run(stop, cycles=args.cycles)
-        _report(f"stopped: {worker.summary()}")
+        try:
+            arbiter.start()
+        except (PortBusy, PortPermission):
+            raise  # a person must act: stop the other program, fix the group
+        except LinkError as exc:  # unplugged adapter, gateway down: log the gap, keep trying
+            _report(f"bus unavailable at start: {exc}; error rows until it is back")
+            arbiter.start(require_link=False)
+        try:
+            worker = LoggingWorker(config, arbiter, report=_report)
+            worker.run(stop, cycles=args.cycles)
+            _report(f"stopped: {worker.summary()}")
+        finally:
+            arbiter.stop()
     return int(ExitCode.OK)
 
 

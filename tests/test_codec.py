@@ -8,7 +8,6 @@ literally so that a change in the codec cannot silently change the expectation t
 from __future__ import annotations
 
 import datetime as dt
-import math
 import struct
 
 import pytest
@@ -260,10 +259,12 @@ def test_nan_is_none(regs: list[int]) -> None:
     assert decode(entry("pf4q"), regs) == Value(None, None, tuple(regs))
 
 
-def test_infinity_is_a_float() -> None:
-    """float32 0x7F80 0x0000 is +inf (a number, not N/A); 0xFF80 0x0000 is -inf."""
-    assert decode(entry("float32"), [0x7F80, 0x0000]).value == math.inf
-    assert decode(entry("float32"), [0xFF80, 0x0000]).value == -math.inf
+def test_infinity_is_missing() -> None:
+    """float32 0x7F80 0x0000 (+inf) and 0xFF80 0x0000 (-inf) are no reading: missing, like NaN
+    (JSON has no infinity, and a meter never measures one); the raw registers are kept."""
+    assert decode(entry("float32"), [0x7F80, 0x0000]).value is None
+    assert decode(entry("float32"), [0xFF80, 0x0000]) == Value(None, raw=(0xFF80, 0x0000))
+    assert decode(entry("pf4q"), [0x7F80, 0x0000]).value is None
 
 
 def test_encode_none() -> None:

@@ -299,3 +299,21 @@ def test_mbpoll_and_emtui_read_agree(frozen_bus: SimulatedBus) -> None:
     values = {v["name"]: v["value"] for v in json.loads(result.stdout)["values"]}
     assert values["frequency"] == pytest.approx(mb_freq, rel=1e-6)
     assert values["run_seconds_delivered"] == mb_run
+
+
+def test_a_meter_that_slows_down_is_caught_late_and_learned() -> None:
+    """A meter that answered fast becomes slower than the learned timeout: its late reply is
+    waited out (never blamed on the next meter), counted as late, and the margin grows so the
+    next read succeeds."""
+    with SimulatedBus(ids=[1, 2], seed=20, turnaround=0.005) as bus:
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port, retries=0)) as arbiter:
+            for _ in range(5):
+                assert arbiter.read_registers(1, 3109, 2).ok
+            bus.set_fault(1, slow=0.1)
+            assert arbiter.read_registers(1, 3109, 2).outcome is Outcome.TIMEOUT
+            assert arbiter.read_registers(2, 3109, 2).ok
+            assert arbiter.read_registers(1, 3109, 2).ok
+            stats1, stats2 = arbiter.device_stats(1), arbiter.device_stats(2)
+    assert stats1.late == 1 and stats1.timeouts == 1
+    assert stats2.wrong_id == 0 and stats2.timeouts == 0

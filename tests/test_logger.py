@@ -348,3 +348,41 @@ def test_bus_lost_and_back_gives_error_rows_then_resumes(tmp_path: Path) -> None
         (path,) = (tmp_path / "data" / f"meter_{device_id}").glob("*.csv")
         _, rows = read_rows(path)
         assert [r[2] for r in rows] == ["ok", "error", "error", "error", "ok"]
+
+
+def test_log_started_while_the_bus_is_missing_writes_error_rows(tmp_path: Path) -> None:
+    """An adapter unplugged at boot: emtui --log does not exit; it says so once and writes an
+    error row per meter per poll (the gap is visible), then stops cleanly."""
+    missing = str(tmp_path / "ttyUSB-unplugged")
+    result = subprocess.run(
+        log_cmd(missing, tmp_path, "--ids", "1-2", "--cycles", "3", "--interval", "0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("bus unavailable at start") == 1
+    assert "no such port" in result.stderr
+    for device_id in (1, 2):
+        (path,) = (tmp_path / "d" / f"meter_{device_id}").glob("*.csv")
+        _, rows = read_rows(path)
+        assert [r[2] for r in rows] == ["error"] * 3
+
+
+def test_torn_row_in_a_past_day_is_repaired_before_it_is_queued(tmp_path: Path) -> None:
+    """A power cut tore the last row of yesterday's file: at start the logger cuts the torn
+    bytes off (kept aside) before hashing and queueing the day, so the server gets whole rows."""
+    yesterday = (datetime.now() - timedelta(days=1)).date()
+    folder = tmp_path / "data" / "meter_1"
+    folder.mkdir(parents=True)
+    path = folder / f"meter_1_{yesterday}.csv"
+    path.write_bytes(b"timestamp,epoch,status\nA,1.000,ok\nB,2.0")
+    with SimulatedBus(ids=[1], line_timing=False, seed=19) as bus:
+        port = bus.start_pty()
+        with BusArbiter(ConnectionSettings(port=port, parity="N")) as arbiter:
+            worker = LoggingWorker(_config(tmp_path, [1]), arbiter)
+            worker.run(threading.Event(), cycles=1)
+    assert path.read_bytes() == b"timestamp,epoch,status\nA,1.000,ok\n"
+    assert (folder / f"{path.name}.torn-1").read_bytes() == b"B,2.0"
+    (item,) = UploadQueue(tmp_path / "state").queued()
+    assert item.path == path and item.size == len(path.read_bytes())

@@ -39,6 +39,9 @@ INITIAL_MARGIN = 0.25
 #: The learned margin never drops below this (OS scheduling, USB adapter latency).
 MIN_MARGIN = 0.025
 MAX_MARGIN = 1.0
+#: How long (at least) to wait for a late reply from a meter that answered before and then
+#: timed out; RTU has no transaction id, so a late reply must not meet the next request.
+LATE_WINDOW = 0.25
 #: Backoff after repeated failures: first delay, growth factor, cap (seconds).
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
@@ -117,6 +120,7 @@ class BusArbiter:
         self.traffic: deque[TrafficRecord] = deque(maxlen=2000)
         self._listeners: list[Callable[[TrafficRecord], None]] = []
         self._backoff: dict[int, _Backoff] = {}
+        self._answered_last: dict[int, bool] = {}  # did the device's last transaction answer
         self._queue: list[_Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
@@ -128,10 +132,20 @@ class BusArbiter:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> BusArbiter:
-        """Open the link (raising LinkError with advice) and start the bus thread."""
+    def start(self, require_link: bool = True) -> BusArbiter:
+        """Open the link and start the bus thread.
+
+        Args:
+            require_link: raise the LinkError (with advice) when the link cannot be opened;
+                False starts anyway (the unattended logger: every request then tries to
+                reopen it and fails fast with that error until the bus is back).
+        """
         if self._thread is None:
-            self.link.open()
+            try:
+                self.link.open()
+            except LinkError:
+                if require_link:
+                    raise
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="emtui-bus", daemon=True)
             self._thread.start()
@@ -265,7 +279,8 @@ class BusArbiter:
         stats = self.stats.get(device_id)
         samples = list(stats.turnarounds)[-50:] if stats else []
         if len(samples) < 3:
-            samples = [t for s in self.stats.values() for t in list(s.turnarounds)[-50:]]
+            # list(): other threads may add a device's stats while the bus thread reads them
+            samples = [t for s in list(self.stats.values()) for t in list(s.turnarounds)[-50:]]
         if len(samples) < 3:
             return INITIAL_MARGIN
         return min(MAX_MARGIN, max(MIN_MARGIN, 2.0 * max(samples)))
@@ -313,17 +328,40 @@ class BusArbiter:
             return reply
         reply = Reply(Outcome.TIMEOUT)
         request_chars = 4 + len(job.request.encode())
+        answered_before = self._answered_last.get(job.device_id, False)
         for attempt in range(1, job.retries + 2):
             timeout = job.timeout or self.timeout_for(job.device_id, request_chars, job.reply_chars)
             reply = self.link.transact(job.request, timeout)
             reply.attempts = attempt
             received = len(reply.received) or job.reply_chars
-            stats.record(reply, self.wire_time(request_chars, received), self.clock())
+            wire = self.wire_time(request_chars, received)
+            stats.record(reply, wire, self.clock())
             self._publish(job.device_id, reply)
             if reply.answered:
                 break
+            if reply.outcome is Outcome.TIMEOUT and not reply.received and answered_before:
+                # Only on the first miss after a reply: a meter that is gone costs it once.
+                request_wire = self.wire_time(request_chars, 0)
+                self._catch_late_reply(stats, reply, request_wire, timeout)
+            answered_before = False
+        self._answered_last[job.device_id] = reply.answered
         self._update_backoff(job.device_id, reply)
         return reply
+
+    def _catch_late_reply(
+        self, stats: DeviceStats, reply: Reply, request_wire: float, timeout: float
+    ) -> None:
+        """A meter that answered before went quiet: maybe it is only slower than the margin.
+
+        Wait a while (LATE_WINDOW, or two timeouts) for its reply, so the retry (or the next
+        meter's request) does not collide with it on the line, and learn its response time.
+        """
+        waited = self.link.drain_late(min(MAX_MARGIN, max(LATE_WINDOW, 2 * timeout)))
+        if waited is not None:
+            stats.late += 1
+            # its first byte came `waited` after the timeout: the meter turned round after
+            # everything before that except our own request on the wire
+            stats.turnarounds.append(max(0.0, reply.rtt + waited - request_wire))
 
     def _update_backoff(self, device_id: int, reply: Reply) -> None:
         state = self._backoff.setdefault(device_id, _Backoff())

@@ -292,7 +292,8 @@ def decode(entry: RegisterEntry, registers: Sequence[int], na: int | None = None
     """Decode ``registers`` (as read, in wire order) into a :class:`Value` for ``entry``.
 
     ``na`` is the N/A sentinel of the entry's type (see :meth:`RegisterMap.na_value`); when the
-    registers form exactly that unsigned integer the value is ``None``. float32/pf4q NaNs are
+    registers form exactly that unsigned integer the value is ``None``. float32/pf4q NaNs and
+    infinities are
     always ``None``. For a bitmap a sentinel narrower than the entry (``0x8000`` for a
     four-register bitmap) is compared against the first register with all others zero.
 
@@ -324,7 +325,7 @@ def decode(entry: RegisterEntry, registers: Sequence[int], na: int | None = None
         return Value(unsigned, raw=regs)
     if kind in ("float32", "pf4q"):
         number = _float32(unsigned)
-        if math.isnan(number):
+        if not math.isfinite(number):  # NaN is the vendor's N/A; an infinity is no reading
             return Value(None, raw=regs)
         if kind == "float32":
             return Value(number, raw=regs)

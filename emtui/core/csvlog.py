@@ -80,6 +80,7 @@ __all__ = [
     "MeterCsvWriter",
     "clock_synchronised",
     "csv_columns",
+    "cut_torn_tail",
     "day_file_path",
 ]
 
@@ -172,6 +173,52 @@ def _end_of_last_line(fd: int, size: int) -> int:
             return start + at + 1
         end = start
     return 0
+
+
+def _save_torn(path: Path, torn: bytes) -> Path:
+    """Keep a torn fragment in the first free ``<path>.torn-<n>``, durably."""
+    n = 1
+    while True:
+        aside = path.with_name(f"{path.name}.torn-{n}")
+        try:
+            write_new_file(aside, torn)
+        except FileExistsError:
+            n += 1
+            continue
+        break
+    fsync_dir(path.parent, strict=False)
+    return aside
+
+
+def cut_torn_tail(path: Path, fd: int | None = None) -> tuple[int, Path | None]:
+    """Cut a torn last line (a crash mid-row) off ``path`` and keep it in ``<path>.torn-<n>``.
+
+    ``fd`` is a writable descriptor of ``path`` (one is opened when None). Returns the size of
+    the whole rows left and the file the fragment went to (None when nothing was torn).
+    """
+    own = fd is None
+    if fd is None:
+        fd = os.open(path, os.O_WRONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0, None
+        rfd = os.open(path, os.O_RDONLY)
+        try:
+            if os.pread(rfd, 1, size - 1) == b"\n":
+                return size, None
+            keep = _end_of_last_line(rfd, size)
+            torn = _pread_all(rfd, size - keep, keep)
+        finally:
+            os.close(rfd)
+        aside = _save_torn(path, torn)
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+    finally:
+        if own:
+            os.close(fd)
+    log.warning("%s ended in a torn line; %d byte(s) moved to %s", path, len(torn), aside.name)
+    return keep, aside
 
 
 class MeterCsvWriter:
@@ -431,44 +478,11 @@ class MeterCsvWriter:
             return f.read(len(self.header)) == self.header
 
     def _repair(self, path: Path, fd: int) -> int:
-        """Cut a torn last line off ``path`` into ``<path>.torn-<n>``; the whole-row size."""
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return 0
-        rfd = os.open(path, os.O_RDONLY)
-        try:
-            if os.pread(rfd, 1, size - 1) == b"\n":
-                return size
-            keep = _end_of_last_line(rfd, size)
-            torn = _pread_all(rfd, size - keep, keep)
-        finally:
-            os.close(rfd)
-        aside = self._save_torn(path, torn)
-        os.ftruncate(fd, keep)
-        os.fsync(fd)
-        self._torn_repaired += 1
-        log.warning(
-            "meter %d: %s ended in a torn line; %d byte(s) moved to %s",
-            self.device_id,
-            path,
-            len(torn),
-            aside.name,
-        )
+        """Cut a torn last line off ``path`` (see :func:`cut_torn_tail`); the whole-row size."""
+        keep, aside = cut_torn_tail(path, fd)
+        if aside is not None:
+            self._torn_repaired += 1
         return keep
-
-    def _save_torn(self, path: Path, torn: bytes) -> Path:
-        """Keep a torn fragment in the first free ``<path>.torn-<n>``, durably."""
-        n = 1
-        while True:
-            aside = path.with_name(f"{path.name}.torn-{n}")
-            try:
-                write_new_file(aside, torn)
-            except FileExistsError:
-                n += 1
-                continue
-            break
-        fsync_dir(path.parent, strict=False)
-        return aside
 
     def _append(self, fd: int, data: bytes) -> None:
         """Write ``data`` with one ``os.write``; a short write is cut back and raised."""

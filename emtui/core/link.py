@@ -226,6 +226,15 @@ class Link:
         """
         raise NotImplementedError
 
+    def drain_late(self, window: float) -> float | None:
+        """Wait up to ``window`` s for a late reply and discard it.
+
+        Returns the seconds waited until its first byte, or None when the line stayed quiet.
+        Called after a timeout, so the next request does not go out while a slow meter's
+        reply is still on the wire, and so that reply's time can still be measured.
+        """
+        return None
+
     def __enter__(self) -> Link:
         self.open()
         return self
@@ -352,6 +361,22 @@ class RtuLink(Link):
             return Reply(Outcome.CRC, rtt=rtt, sent=sent, received=received)
         return _classify_rtu(received, device_id, sent, rtt)
 
+    def drain_late(self, window: float) -> float | None:
+        """See :meth:`Link.drain_late`."""
+        if self._serial is None:
+            return None
+        start = time.monotonic()
+        try:
+            first = self._read_exact(1, start + window)
+            if not first:
+                return None
+            waited = time.monotonic() - start
+            self._read_until_quiet(time.monotonic() + window)
+        except (serial.SerialException, OSError):
+            return None  # the next transaction reports the broken link
+        self._last_rx_end = time.monotonic()
+        return waited
+
     def _read_until_quiet(self, deadline: float) -> bytes:
         ser = self._serial
         quiet = max(0.02, 10 * self.settings.char_time)
@@ -402,12 +427,11 @@ class TcpLink(Link):
         for attempt in (1, 2):
             try:
                 return self._transact_once(request, timeout)
-            except (ConnectionError, BrokenPipeError, _Closed) as exc:
+            except (OSError, _Closed) as exc:  # closed, reset, unreachable, no route...
                 self.close()
                 if attempt == 2:
-                    raise LinkError(
-                        f"{self.settings.port}: the server closed the connection"
-                    ) from exc
+                    reason = "closed the connection" if isinstance(exc, _Closed) else str(exc)
+                    raise LinkError(f"{self.settings.port}: {reason}") from exc
                 self.open()
         raise AssertionError("unreachable")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from emtui.core.arbiter import BusArbiter, Priority
 from emtui.core.config import Config, MeterConfig
-from emtui.core.csvlog import ClockWatch, MeterCsvWriter
+from emtui.core.csvlog import ClockWatch, MeterCsvWriter, cut_torn_tail
 from emtui.core.reader import MeterReader, Sample
 from emtui.core.registers import load_map
 from emtui.core.runstate import STATUS_FILE, write_json_atomic
@@ -219,8 +219,13 @@ class LoggingWorker:
                 continue
             for path in sorted(folder.glob(f"meter_{meter.config.id}_*.csv")):
                 day = _day_of(path)
-                if day is not None and day < today:
-                    self.queue.enqueue(path, meter.config.id, day)
+                if day is None or day >= today:
+                    continue
+                if not self.queue.holds(path, meter.config.id, day):
+                    # A power cut at the end of that day may have torn its last row: repair
+                    # before the file is hashed and queued, as the writer would on reopening.
+                    cut_torn_tail(path)
+                self.queue.enqueue(path, meter.config.id, day)
 
     # -- reporting ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
 from emtui.core.arbiter import BusArbiter, Priority
@@ -144,8 +145,8 @@ class MeterReader:
                     priority=self.priority,
                     respect_backoff=self.respect_backoff,
                 )
-            except LinkError as exc:  # the bus is gone: no point trying the other blocks
-                link_error = str(exc)
+            except (LinkError, CancelledError) as exc:  # the bus is gone (or shutting down):
+                link_error = str(exc) or "the bus was stopped"  # no point in the other blocks
                 for entry in [e for b in (block, *pending) for e in b.entries]:
                     values[entry.name] = Value(None)
                     entry_status[entry.name] = "error"
@@ -172,11 +173,17 @@ class MeterReader:
                 entry_status[entry.name] = status
         if replanned:
             self._plan = None
+        unreadable = self.planner.unreadable
         for entry in self.entries:
             if entry.name not in entry_status:  # refused even when read alone
                 values[entry.name] = Value(None)
                 entry_status[entry.name] = f"exception:{ILLEGAL_ADDRESS:02d}"
         status = combine_status(list(entry_status.values()))
+        readable = [s for name, s in entry_status.items() if name not in unreadable]
+        if status == "error" and readable:
+            # A silent meter with an entry it never has: its row says "timeout", not "error"
+            # (which means the bus itself failed).
+            status = combine_status(readable)
         return Sample(
             device_id=self.device_id,
             time=started,

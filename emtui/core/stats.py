@@ -34,6 +34,7 @@ class DeviceStats:
         wrong_id: good frames from another device id.
         exceptions: Modbus exception replies by code.
         skipped: requests not sent because the device was backed off.
+        late: replies that came after their timeout (the learned margin grows from them).
         rtts: recent response times in seconds (request start to last reply byte).
         turnarounds: recent device turnaround times (rtt minus the wire time of both frames).
         last_reply: monotonic time of the last reply (normal or exception), 0 if none.
@@ -46,6 +47,7 @@ class DeviceStats:
     wrong_id: int = 0
     exceptions: Counter[int] = field(default_factory=Counter)
     skipped: int = 0
+    late: int = 0
     rtts: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     turnarounds: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     last_reply: float = 0.0
@@ -93,6 +95,7 @@ class DeviceStats:
             "wrong_id": self.wrong_id,
             "exceptions": {f"{code:02d}": n for code, n in sorted(self.exceptions.items())},
             "skipped": self.skipped,
+            "late": self.late,
             "rtt_p50_ms": None if p50 is None else round(p50, 2),
             "rtt_p99_ms": None if p99 is None else round(p99, 2),
         }

@@ -348,9 +348,9 @@ class _LoopThread:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError:  # also the coroutine's own wait_for timeout
             future.cancel()
-            raise UploadError(f"gave up after {timeout:.0f} s") from None
+            raise _Timeout(f"gave up after {timeout:.0f} s") from None
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -359,6 +359,10 @@ class _LoopThread:
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+class _Timeout(UploadError):
+    """A coroutine on the private loop did not finish in time."""
 
 
 class SftpUploader:
@@ -418,7 +422,7 @@ class SftpUploader:
                 ),
                 self._timeout + 5.0,
             )
-        except TimeoutError:
+        except _Timeout:  # a stalled connection must not be reused for the next file
             self._drop_connection()
             raise UploadError(
                 f"{self._where}: {remote_rel} not confirmed within {self._timeout:.0f} s"

@@ -308,6 +308,10 @@ class UploadQueue:
         with self._locked():
             return self._load(key)
 
+    def holds(self, path: Path, device_id: int, day: date) -> bool:
+        """Whether this very file was queued (sent or not); then it must not change."""
+        return self.get(self._key(device_id, day, Path(path).name)) is not None
+
     def is_queued(self, device_id: int, day: date) -> bool:
         """Whether any file of this meter's day was queued (sent or not).
 
