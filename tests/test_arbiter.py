@@ -174,3 +174,18 @@ def test_polling_pause_blocks_pollers_until_released() -> None:
                 pass
             assert not arbiter.polling_allowed
         assert arbiter.wait_for_polling(0.01)
+
+
+def test_gateway_no_target_exceptions_are_not_devices() -> None:
+    """Behind a Modbus TCP gateway, exception 0B (target failed to respond) and 0A (path
+    unavailable) for an id mean nothing is there; any other exception is a device."""
+    from emtui.core.registers import load_map
+    from emtui.core.scanner import Scanner
+
+    codes = {1: 0x0B, 2: 0x0A, 3: 0x02}
+    link = ScriptedLink(
+        lambda dev, addr, t: Reply(Outcome.EXCEPTION, exception_code=codes[dev], rtt=0.01)
+    )
+    with BusArbiter(link.settings, link=link) as arbiter:
+        report = Scanner(arbiter, load_map("em6400ng"), identify=False).scan([1, 2, 3])
+    assert [(d.id, d.exception_code) for d in report.devices] == [(3, 2)]

@@ -1,6 +1,7 @@
 """Find the meters on a bus (design §5), fast and honestly.
 
-Any reply, even a Modbus exception, means a device is at that id. The first pass never
+Any reply, even a Modbus exception, means a device is at that id — except the two exceptions
+a Modbus TCP gateway gives for an id with nothing behind it. The first pass never
 retries; until the first reply the timeout is generous enough for a slow meter at this baud,
 after it the timeout follows the response times actually seen, so 247 ids take seconds, not
 minutes. A second pass with the generous timeout retries the expected ids that were missed.
@@ -24,6 +25,9 @@ from emtui.core.registers import RegisterMap
 GENEROUS_MARGIN = 0.050
 #: Allowance once replies have been seen.
 LEARNED_MARGIN = 0.010
+#: Exception codes a Modbus TCP gateway gives for an id nobody answers behind it (0A: gateway
+#: path unavailable, 0B: target device failed to respond): the gateway answered, no meter did.
+GATEWAY_NO_TARGET = (0x0A, 0x0B)
 #: Characters of a one-register read: request 8, reply 7.
 PROBE_REQUEST_CHARS = 8
 PROBE_REPLY_CHARS = 7
@@ -187,7 +191,7 @@ class Scanner:
             retries=0,
             timeout=self.probe_timeout(generous),
         )
-        if not reply.answered:
+        if not reply.answered or reply.exception_code in GATEWAY_NO_TARGET:
             return None
         self._largest_rtt = max(self._largest_rtt, reply.rtt)
         device = FoundDevice(
