@@ -81,7 +81,9 @@ def scan(args: argparse.Namespace) -> int:
 
     def on_found(device: FoundDevice) -> None:
         if not args.json:
-            progress.console.print(_found_line(device), highlight=False)
+            # Above the progress bar on a terminal; to stdout when that is a file or a pipe.
+            console = progress.console if out.is_terminal else out
+            console.print(_found_line(device), highlight=False)
 
     if not args.json:
         err.print(
