@@ -284,6 +284,8 @@ class SimulatedBus:
         running: every pump's state at the start (None: drawn from its duty cycle).
         refresh: how often (clock seconds) a meter's image takes new values.
         log_size: how many served frames :meth:`served` keeps.
+        echo: the client's adapter hears its own transmission (a 2-wire RS-485 adapter without
+            echo suppression): every byte a client sends on an RTU port comes back to it.
 
     Start it with :meth:`start_pty` and/or :meth:`start_tcp`; :meth:`stop` (or leaving a
     ``with`` block) shuts it down. Every method is safe to call from any thread.
@@ -307,6 +309,7 @@ class SimulatedBus:
         running: bool | None = None,
         refresh: float = 0.1,
         log_size: int = 1000,
+        echo: bool = False,
     ) -> None:
         if baud <= 0 or bits_per_char <= 0:
             raise ValueError("baud and bits_per_char must be positive")
@@ -315,6 +318,7 @@ class SimulatedBus:
         self.bits_per_char = bits_per_char
         self.turnaround = turnaround
         self.line_timing = line_timing
+        self.echo = echo
         self.seed = seed
         self.clock = clock
         if meters is None:
@@ -628,6 +632,8 @@ class SimulatedBus:
     def _received(self, port: _Port, data: bytes) -> None:
         assert self._loop is not None and self._queue is not None and port.receiver is not None
         now = self._loop.time()
+        if self.echo and port.framing == "rtu":
+            port.send(data)  # the adapter's receiver hears the transmitter
         before = port.receiver.discarded
         frames = port.receiver.feed(data, now)
         lost = port.receiver.discarded - before

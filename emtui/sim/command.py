@@ -90,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-line-timing", action="store_true", help="answer at once instead of pacing the line"
     )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="echo every request back, like a 2-wire adapter that hears itself",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pumps and fault dice")
     parser.add_argument("--frozen", action="store_true", help="values do not change with time")
     faults = parser.add_argument_group("faults")
@@ -221,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         bits_per_char=args.bits,
         turnaround=args.turnaround / 1000.0,
         line_timing=not args.no_line_timing,
+        echo=args.echo,
         seed=args.seed,
         frozen=args.frozen,
     )
