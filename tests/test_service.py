@@ -66,3 +66,41 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     result = emtui("config", "check", "--config", str(bad))
     assert result.returncode == 7
     assert "bus.parity" in result.stderr + result.stdout
+
+
+def test_upload_command_lists_sends_and_reports_failure(tmp_path: Path) -> None:
+    """emtui upload lists the queue; --now sends it to a file:// target and confirms it; with
+    the target missing it exits 8 and keeps the file queued."""
+    from datetime import date
+
+    from emtui.core.uploadqueue import UploadQueue
+
+    server = tmp_path / "server"
+    server.mkdir()
+    day_file = tmp_path / "d" / "meter_1" / "meter_1_2026-11-24.csv"
+    day_file.parent.mkdir(parents=True)
+    day_file.write_text("timestamp,epoch,status\n2026-11-24T10:00:00.000+00:00,1.000,ok\n")
+    state = tmp_path / "st"
+    UploadQueue(state).enqueue(day_file, 1, date(2026, 11, 24))
+    config = tmp_path / "emtui.toml"
+
+    def write_config(target: Path) -> None:
+        config.write_text(
+            f'[bus]\nport = "/dev/null"\n[upload]\ntarget = "file://{target}"\nsite = "ph1"\n'
+        )
+
+    base = ["upload", "--config", str(config), "--state-dir", str(state)]
+    write_config(tmp_path / "not-mounted")
+    listed = emtui(*base)
+    assert listed.returncode == 0 and "meter 1  2026-11-24" in listed.stdout
+    failed = emtui(*base, "--now")
+    assert failed.returncode == 8
+    assert json.loads(emtui(*base, "--json").stdout)["queued"][0]["attempts"] == 1
+    write_config(server)
+    sent = emtui(*base, "--now", "--json")
+    assert sent.returncode == 0, sent.stderr
+    doc = json.loads(sent.stdout)
+    assert doc["run"]["ok"] is True and doc["queued"] == []
+    arrived = server / "ph1" / "meter_1" / "meter_1_2026-11-24.csv"
+    assert arrived.read_bytes() == day_file.read_bytes()
+    assert day_file.exists()  # kept locally until the retention period has passed
