@@ -367,3 +367,19 @@ def test_a_serial_device_made_by_socat_reaches_a_gateway() -> None:
     assert sample.status == "ok"
     assert sample.values["frequency"].value == served_values(bus, 2)["frequency"]
     assert [d.id for d in report.devices] == [1, 2]
+
+
+def test_plan_follows_the_meters_measured_turnaround() -> None:
+    """Planned with the assumed 20 ms turnaround, a 24-register gap is read through; once the
+    meter is measured at ~2 ms, two short reads are cheaper and the plan splits."""
+    entries = [EM6400NG.get("voltage_an"), EM6400NG.get("active_power_a")]
+    with SimulatedBus(ids=[1], seed=23, turnaround=0.002) as bus:
+        port = bus.start_pty()
+        with BusArbiter(pty_settings(port)) as arbiter:
+            reader = MeterReader(arbiter, 1, EM6400NG, entries)
+            first = [(b.register, b.count) for b in reader.plan]
+            for _ in range(6):
+                assert reader.read().status == "ok"
+            later = [(b.register, b.count) for b in reader.plan]
+    assert first == [(3028, 28)]
+    assert later == [(3028, 2), (3054, 2)]

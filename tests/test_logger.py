@@ -386,3 +386,18 @@ def test_torn_row_in_a_past_day_is_repaired_before_it_is_queued(tmp_path: Path) 
     assert (folder / f"{path.name}.torn-1").read_bytes() == b"B,2.0"
     (item,) = UploadQueue(tmp_path / "state").queued()
     assert item.path == path and item.size == len(path.read_bytes())
+
+
+def test_an_interval_shorter_than_the_wire_time_is_reported_once(tmp_path: Path) -> None:
+    """Four paced meters cannot be polled in 0.2 s: the logger says so once, and keeps a row
+    per poll."""
+    lines: list[str] = []
+    with SimulatedBus(ids=[1, 2, 3, 4], seed=24) as bus:
+        port = bus.start_pty()
+        with BusArbiter(ConnectionSettings(port=port, parity="N")) as arbiter:
+            config = _config(tmp_path, [1, 2, 3, 4], interval=0.2)
+            worker = LoggingWorker(config, arbiter, report=lines.append)
+            worker.run(threading.Event(), cycles=6)
+    overruns = [line for line in lines if "longer than the 0.2 s interval" in line]
+    assert len(overruns) == 1
+    assert worker.cycles == 6 and all(m.rows == 6 for m in worker.meters)

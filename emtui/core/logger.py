@@ -34,6 +34,8 @@ from emtui.core.uploadrun import UploadScheduler
 
 #: Seconds between summary lines (journald-friendly: one a minute).
 SUMMARY_EVERY = 60.0
+#: Cycles in a row longer than the interval before the logger says so.
+OVERRUN_CYCLES = 3
 #: Seconds between status-file updates.
 STATUS_EVERY = 2.0
 
@@ -125,6 +127,8 @@ class LoggingWorker:
         self._last_status = 0.0
         self._clock_flags = ""
         self._link_down = False
+        self._overruns = 0
+        self._overrun_reported = False
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -144,7 +148,9 @@ class LoggingWorker:
                 while not self.arbiter.wait_for_polling(0.2):  # a scan has the bus
                     if stop.is_set():
                         return self.cycles
+                started = self.monotonic()
                 self.cycle()
+                self._check_overrun(self.monotonic() - started, interval)
                 self._periodic()
                 if cycles is not None and self.cycles >= cycles:
                     break
@@ -153,6 +159,18 @@ class LoggingWorker:
         finally:
             self.close()
         return self.cycles
+
+    def _check_overrun(self, took: float, interval: float) -> None:
+        """Say once when polling every meter takes longer than the interval (the wire is full:
+        rows then come back to back instead of on the interval)."""
+        self._overruns = self._overruns + 1 if 0 < interval < took else 0
+        if self._overruns == OVERRUN_CYCLES and not self._overrun_reported:
+            self._overrun_reported = True
+            self.report(
+                f"a poll of {len(self.meters)} meter(s) takes {took:.2f} s, longer than the "
+                f"{interval:g} s interval: rows come back to back; raise the interval or log "
+                "fewer values"
+            )
 
     def _delay_to_next_slot(self, interval: float) -> float:
         now = self.wall()

@@ -7,6 +7,7 @@ remembered for every later cycle.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
@@ -18,6 +19,9 @@ from emtui.core.link import LinkError, Outcome, Reply
 from emtui.core.planner import ReadBlock, ReadPlanner
 from emtui.core.registers import RegisterEntry, RegisterMap
 
+#: Meter turnaround the planner assumes until the meter's own has been measured (the vendor
+#: documents none; the simulator's default).
+ASSUMED_TURNAROUND = 0.020
 #: Exception code a meter gives for registers it does not have.
 ILLEGAL_ADDRESS = 2
 
@@ -98,16 +102,28 @@ class MeterReader:
         self.priority = priority
         self.respect_backoff = respect_backoff
         self.clock = clock
-        turnaround_chars = 0.020 / arbiter.settings.char_time
+        turnaround_chars = ASSUMED_TURNAROUND / arbiter.settings.char_time
         self.planner = ReadPlanner(rmap.block_size, turnaround_chars, rmap.max_gap)
         self._plan: list[ReadBlock] | None = None
 
     @property
     def plan(self) -> list[ReadBlock]:
-        """The current read plan (recomputed after a refused block)."""
+        """The current read plan (recomputed after a refused block or when the meter's
+        measured turnaround moves the break-even between a longer read and a second one)."""
+        self._follow_turnaround()
         if self._plan is None:
             self._plan = self.planner.plan(self.entries)
         return self._plan
+
+    def _follow_turnaround(self) -> None:
+        samples = list(self.arbiter.device_stats(self.device_id).turnarounds)[-20:]
+        if len(samples) < 5:
+            return
+        measured = statistics.median(samples) / self.arbiter.settings.char_time
+        assumed = self.planner.turnaround_chars
+        if abs(measured - assumed) > 0.25 * assumed + 2:
+            self.planner.turnaround_chars = measured
+            self._plan = None
 
     def failed(self, link_error: str) -> Sample:
         """A sample for a read not attempted because the connection is down."""
