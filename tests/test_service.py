@@ -22,7 +22,7 @@ def test_unit_runs_the_logger_as_a_dialout_user_and_restarts_on_failure() -> Non
     text = unit_text(ServiceOptions(executable="/opt/emtui/bin/emtui", user="pumps"))
     lines = text.splitlines()
     assert "ExecStart=/opt/emtui/bin/emtui --log --config /etc/emtui/config.toml" in text
-    assert "--data-dir /var/lib/emtui" in text
+    assert "--data-dir /var/lib/emtui --state-dir /var/lib/emtui/state" in text
     assert "Restart=on-failure" in lines
     assert "User=pumps" in lines and "SupplementaryGroups=dialout" in lines
     assert "WantedBy=multi-user.target" in lines

@@ -54,9 +54,12 @@ def default_executable() -> str:
 
 def unit_text(options: ServiceOptions) -> str:
     """The systemd unit file."""
+    # The service user has no home: the queue, status file and lock live beside the data.
+    state_dir = options.data_dir / "state"
     exec_start = (
         f"{options.executable} --log --config {shlex.quote(str(options.config))}"
         f" --data-dir {shlex.quote(str(options.data_dir))}"
+        f" --state-dir {shlex.quote(str(state_dir))}"
     )
     return f"""\
 # emtui logger: polls the meters and writes one CSV per meter per day; uploads daily.
