@@ -89,6 +89,17 @@ def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> No
     group.add_argument("--map", help="register map name or TOML file (default em6400ng)")
 
 
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    """Where the logger polls to and keeps its state (each overrides the config file)."""
+    parser.add_argument("--interval", type=float, help="poll interval, s (0: back to back)")
+    parser.add_argument("--data-dir", help="where the CSV files go")
+    parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser for ``command`` (None: the top level: TUI, --demo, --log)."""
     if command is None:
@@ -107,9 +118,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--log", action="store_true", help="log the meters to CSV (headless, unattended)"
         )
         parser.add_argument("--cycles", type=int, help="stop after N poll cycles")
-        parser.add_argument("--interval", type=float, help="poll interval, s (0: back to back)")
-        parser.add_argument("--data-dir", help="where the CSV files go")
-        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
+        _add_logging(parser)
         _add_connection(parser, "the meters to poll, e.g. 1-4,7")
         return parser
     parser = argparse.ArgumentParser(prog=f"emtui {command}")
@@ -121,18 +130,18 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--all", action="store_true", help="scan every id even when all expected answered"
         )
         parser.add_argument("--no-identify", action="store_true", help="skip identification")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        _add_json(parser)
     elif command == "read":
         parser.description = "Read and decode a meter's registers once."
         _add_connection(parser, None)
         parser.add_argument("--id", type=int, required=True, help="the meter's slave id")
         parser.add_argument("--group", action="append", help="only these map groups")
         parser.add_argument("--logged", action="store_true", help="only the logged set")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        _add_json(parser)
     elif command == "map":
         parser.description = "Print and validate a register map."
         parser.add_argument("name", help="a built-in map name or a TOML file")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        _add_json(parser)
     elif command == "sim":
         from emtui.sim.command import add_arguments
 
@@ -142,21 +151,17 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.description = "Validate the config file and print the effective settings."
         parser.add_argument("action", choices=("check",))
         _add_connection(parser, "the meters to poll")
-        parser.add_argument("--interval", type=float, help="poll interval, s")
-        parser.add_argument("--data-dir", help="where the CSV files go")
-        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    elif command == "upload":
-        parser.description = "Show the upload queue, or send it now (--now)."
+        _add_logging(parser)
+        _add_json(parser)
+    elif command in ("upload", "status"):
+        if command == "upload":
+            parser.description = "Show the upload queue, or send it now (--now)."
+            parser.add_argument("--now", action="store_true", help="send every queued file now")
+        else:
+            parser.description = "Show the logger's state: rows, errors, queue, uploads."
         parser.add_argument("--config", help="config file")
         parser.add_argument("--state-dir", help="upload queue, status file and port lock")
-        parser.add_argument("--now", action="store_true", help="send every queued file now")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    elif command == "status":
-        parser.description = "Show the logger's state: rows, errors, queue, uploads."
-        parser.add_argument("--config", help="config file")
-        parser.add_argument("--state-dir", help="upload queue, status file and port lock")
-        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        _add_json(parser)
     elif command == "service":
         parser.description = "Print or install the systemd unit that runs emtui --log at boot."
         parser.add_argument("action", choices=("print", "install"))
