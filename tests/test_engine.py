@@ -278,22 +278,21 @@ def test_mbpoll_and_emtui_read_agree(frozen_bus: SimulatedBus) -> None:
     mbpoll = mbpoll_or_skip()
     port = frozen_bus.start_pty()
     common = [mbpoll, "-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-B", "-1", "-o", "2"]
-    out = subprocess.run(
-        [*common, "-t", "4:float", "-r", "3110", "-c", "1", port],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    mb_freq = float(re.search(r"\[3110\]:\s+(\S+)", out.stdout).group(1))  # type: ignore[union-attr]
-    out = subprocess.run(
-        [*common, "-t", "4:int", "-r", "43546", "-c", "1", port],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    mb_run = int(re.search(r"\[43546\]:\s+(-?\d+)", out.stdout).group(1))  # type: ignore[union-attr]
+
+    def mbpoll_reads(kind: str, register: int) -> str:
+        out = subprocess.run(
+            [*common, "-t", kind, "-r", str(register), "-c", "1", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        found = re.search(rf"\[{register}\]:\s+(\S+)", out.stdout)
+        assert found, out.stdout
+        return found.group(1)
+
+    mb_freq = float(mbpoll_reads("4:float", 3110))
+    mb_run = int(mbpoll_reads("4:int", 43546))
     result = emtui("read", "--port", port, "--parity", "N", "--id", "1", "--logged", "--json")
     assert result.returncode == 0, result.stderr
     values = {v["name"]: v["value"] for v in json.loads(result.stdout)["values"]}
