@@ -264,13 +264,16 @@ def run(argv: Sequence[str]) -> int:
         from emtui import logcommands
 
         return int(getattr(logcommands, command)(args))
-    if args.demo:
-        return commands.demo(args)
     if args.log:
         from emtui import logcommands
 
         return logcommands.log(args)
-    return commands.watch(args)
+    from emtui.ui.run import run_app, run_demo
+
+    if args.demo:
+        return run_demo({})
+    config = effective_config(args)
+    return run_app(config, settings_from(config), {})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

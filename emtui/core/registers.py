@@ -83,6 +83,7 @@ _ENTRY_KEYS = {
     "word_order",
     "byte_order",
     "description",
+    "digits",
 }
 
 
@@ -107,6 +108,7 @@ class RegisterEntry:
         word_order: word order for multi-register values (from the map unless overridden).
         byte_order: byte order inside each register (from the map unless overridden).
         description: optional longer text.
+        digits: decimals a screen shows (None: the default for the unit, design §11).
     """
 
     name: str
@@ -121,6 +123,7 @@ class RegisterEntry:
     word_order: WordOrder = "big"
     byte_order: ByteOrder = "big"
     description: str = ""
+    digits: int | None = None
 
     @property
     def address(self) -> int:
@@ -401,6 +404,9 @@ def _build_entry(
     logged = raw.get("logged", False)
     if not isinstance(logged, bool):
         raise _err(origin, where, "logged must be true or false")
+    digits = raw.get("digits")
+    if digits is not None and (not _is_int(digits) or not 0 <= digits <= 9):
+        raise _err(origin, where, f"digits must be an integer 0-9, not {digits!r}")
     for key in ("label", "unit", "group", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise _err(origin, where, f"{key} must be a string")
@@ -417,4 +423,5 @@ def _build_entry(
         word_order=_order(raw.get("word_order", word_order), origin, where, "word_order"),
         byte_order=_order(raw.get("byte_order", byte_order), origin, where, "byte_order"),
         description=raw.get("description", ""),
+        digits=digits,
     )

@@ -1,0 +1,652 @@
+"""One engine per connection: the arbiter, the live readers, the scanner and the logging worker.
+
+The app, ``emtui --log`` and the commands each hold one :class:`BusSession`; the app is handed
+it (tests hand it a scripted one with the same surface, :class:`Engine`), as a data source is
+handed to a view. Everything on the bus goes through the session's one arbiter (design §3):
+
+- **live polling** (the app with logging off): the meters' logged sets round-robin at the
+  interval, one :class:`~emtui.core.reader.Sample` per meter per poll;
+- **logging** (``toggle_logging``): the same :class:`~emtui.core.logger.LoggingWorker` as
+  ``emtui --log``; its samples replace live polling, so nothing is read twice;
+- **extras**: the other registers a meter tab shows. At most one such request goes on the wire
+  between two poll cycles, and only when the rest of the interval has room for it, so a
+  logged row is never late by more than one request; :meth:`refresh_extras` reads them on
+  demand;
+- **scans**, which pause polling while they run.
+
+Listeners are called on the session's threads; a UI must hand the samples over to its own
+loop (Textual: ``post_message``) and never block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from emtui.core.arbiter import BusArbiter, Priority
+from emtui.core.config import Config, MeterConfig
+from emtui.core.link import ConnectionSettings, LinkError, PortBusy
+from emtui.core.reader import MeterReader, Sample
+from emtui.core.registers import RegisterEntry, RegisterMap, load_map
+from emtui.core.runstate import PortLock
+from emtui.core.scanner import FoundDevice, Scanner, ScanReport
+from emtui.core.stats import DeviceStats
+
+#: Groups a meter tab reads once (they do not change while the meter runs) and on demand.
+STATIC_GROUPS = ("identity", "setup")
+#: Room (s) an extra request needs beyond its own estimated cost before the next cycle starts.
+EXTRA_SLACK = 0.02
+#: Name of the lock file that keeps two loggers out of one data dir.
+DATA_LOCK_FILE = ".emtui-logging.lock"
+
+SampleListener = Callable[[Sample], object]
+
+
+class DataDirBusy(Exception):
+    """Another logger writes into this data dir."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What a screen needs to know about one configured meter.
+
+    Attributes:
+        id: slave id.
+        label: the config's label, or ``meter <id>``.
+        map: its register map.
+        logged: the entries polled every cycle (the logged set).
+        extras: the other entries its tab shows (read between cycles).
+    """
+
+    id: int
+    label: str
+    map: RegisterMap
+    logged: tuple[RegisterEntry, ...]
+    extras: tuple[RegisterEntry, ...]
+
+
+@dataclass(slots=True)
+class LoggingState:
+    """What the logging panel shows (a snapshot; the worker keeps the live counters)."""
+
+    running: bool = False
+    started: float | None = None
+    data_dir: str = ""
+    state_dir: str = ""
+    rows: int = 0
+    rows_lost: int = 0
+    files: dict[int, str] = field(default_factory=dict)
+    queued: int = 0
+    next_upload: float | None = None
+    last_upload: str | None = None
+    upload_target: str | None = None
+    error: str | None = None
+
+
+class Engine(Protocol):
+    """What the app drives: a :class:`BusSession`, or a scripted stand-in in tests."""
+
+    meters: list[MeterInfo]
+    settings: ConnectionSettings
+    interval: float
+    description: str
+
+    def add_listener(self, listener: SampleListener) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self, device_id: int) -> DeviceStats: ...
+    def bus_load(self) -> float | None: ...
+    def cycle_time(self) -> float | None: ...
+    def set_focus(self, device_id: int | None) -> None: ...
+    def refresh_extras(self, device_id: int) -> None: ...
+    def extras_starved(self) -> bool: ...
+    def scan(
+        self,
+        ids: Sequence[int],
+        expected: Sequence[int],
+        on_progress: Callable[[int, int, int], object],
+        on_found: Callable[[FoundDevice], object],
+    ) -> ScanReport: ...
+    def cancel_scan(self) -> None: ...
+    def reconnect(self, settings: ConnectionSettings) -> None: ...
+    def set_meters(self, meters: Sequence[MeterConfig]) -> None: ...
+    def start_logging(self) -> LoggingState: ...
+    def stop_logging(self) -> LoggingState: ...
+    def logging_state(self) -> LoggingState: ...
+    def upload_now(self) -> str: ...
+
+
+def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
+    """The :class:`MeterInfo` of ``meter`` (its map loaded, its logged set as configured)."""
+    rmap = load_map(meter.map)
+    logged = config.entries_for(meter, rmap)
+    names = {e.name for e in logged}
+    extras = tuple(e for e in rmap.entries if e.name not in names and "R" in e.access)
+    return MeterInfo(meter.id, meter.label or f"meter {meter.id}", rmap, logged, extras)
+
+
+class DataDirLock:
+    """An exclusive flock on a data dir, so the app and a service never write one file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / DATA_LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> DataDirLock:
+        """Take the lock or raise DataDirBusy naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirBusy(
+                f"{self.path.parent}: another emtui logger (PID {holder}) writes here"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Drop the lock."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class BusSession:
+    """The engine of one connection (see the module docstring).
+
+    Args:
+        config: the effective configuration (bus, meters, logging, upload, state dir).
+        settings: the connection; default ``config.bus.settings()``.
+        arbiter: an arbiter to use (tests); by default one is made from ``settings``.
+        lock: hold the connection's port lock for the session's life (a headless logger then
+            cannot start on the same bus, and this session refuses one that holds it).
+        description: how screens name the connection (default ``settings.describe()``).
+        report: receives the logging worker's lines (never printed by the session).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        settings: ConnectionSettings | None = None,
+        *,
+        arbiter: BusArbiter | None = None,
+        lock: bool = True,
+        description: str | None = None,
+        report: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.config = config
+        self.settings = settings or config.bus.settings()
+        self.description = description or self.settings.describe()
+        self.interval = config.logging.interval
+        self.report = report
+        self._arbiter = arbiter
+        self._own_arbiter = arbiter is None
+        self._lock_wanted = lock
+        self._port_lock: PortLock | None = None
+        self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
+        self._listeners: list[SampleListener] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._focus: int | None = None
+        self._extra_readers: dict[int, list[MeterReader]] = {}
+        self._extra_next: dict[int, int] = {}
+        self._refresh_requests: set[int] = set()
+        self._cycle_time: float | None = None
+        self._extras_starved = False
+        self._scanner: Scanner | None = None
+        self._logging_stop: threading.Event | None = None
+        self._logging_thread: threading.Thread | None = None
+        self._worker: object | None = None  # LoggingWorker, imported lazily
+        self._data_lock: DataDirLock | None = None
+        self._logging_error: str | None = None
+        self._logging_started: float | None = None
+        self._cycle_done = threading.Event()
+        self._worker_cycle_started = 0.0
+        self._worker_samples = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def arbiter(self) -> BusArbiter:
+        """The connection's arbiter (made on first use)."""
+        if self._arbiter is None:
+            self._arbiter = BusArbiter(self.settings)
+        return self._arbiter
+
+    def start(self) -> None:
+        """Take the port lock, open the bus and start live polling.
+
+        Raises:
+            PortBusy: a logger (or another session) holds the port.
+            LinkError: the port cannot be opened.
+        """
+        if self._lock_wanted and self._port_lock is None:
+            self._port_lock = PortLock(self.config.state_dir, self.settings.port).acquire()
+        try:
+            self.arbiter.start()
+        except BaseException:
+            self._release_port()
+            raise
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="emtui-live", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop logging and polling, close the bus, drop the locks."""
+        self.stop_logging()
+        self.cancel_scan()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._own_arbiter and self._arbiter is not None:
+            self._arbiter.stop()
+        self._release_port()
+
+    def _release_port(self) -> None:
+        if self._port_lock is not None:
+            self._port_lock.release()
+            self._port_lock = None
+
+    def add_listener(self, listener: SampleListener) -> None:
+        """Call ``listener`` with every sample (from the session's threads)."""
+        self._listeners.append(listener)
+
+    def _publish(self, sample: Sample) -> None:
+        for listener in list(self._listeners):
+            listener(sample)
+
+    # -- figures --------------------------------------------------------------------------------
+
+    def stats(self, device_id: int) -> DeviceStats:
+        """The link statistics of ``device_id``."""
+        return self.arbiter.device_stats(device_id)
+
+    def cycle_time(self) -> float | None:
+        """Seconds the last poll of every meter's logged set took (plus its extra request)."""
+        return self._cycle_time
+
+    def bus_load(self) -> float | None:
+        """The last cycle's time as a fraction of the interval (None until measured)."""
+        if self._cycle_time is None:
+            return None
+        if self.interval <= 0:
+            return 1.0
+        return self._cycle_time / self.interval
+
+    def extras_starved(self) -> bool:
+        """True when the interval had no room for the tab's other registers last cycle."""
+        return self._extras_starved
+
+    # -- extras (the tab's other registers) -----------------------------------------------------
+
+    def set_focus(self, device_id: int | None) -> None:
+        """The meter whose tab is on screen: its other registers are read between cycles."""
+        self._focus = device_id
+        if device_id is not None and device_id not in self._extra_readers:
+            self._refresh_requests.add(device_id)  # a first read of everything, once
+        self._wake.set()
+
+    def refresh_extras(self, device_id: int) -> None:
+        """Read every other register of ``device_id`` once, after the current cycle."""
+        self._refresh_requests.add(device_id)
+        self._wake.set()
+
+    def _extras_for(self, device_id: int) -> list[MeterReader]:
+        readers = self._extra_readers.get(device_id)
+        if readers is None:
+            info = next((m for m in self.meters if m.id == device_id), None)
+            readers = []
+            if info is not None and info.extras:
+                planner_reader = MeterReader(self.arbiter, device_id, info.map, info.extras)
+                # One reader per planned block: each is one request on the wire.
+                for block in planner_reader.plan:
+                    readers.append(
+                        MeterReader(
+                            self.arbiter,
+                            device_id,
+                            info.map,
+                            block.entries,
+                            priority=Priority.INTERACTIVE,
+                            respect_backoff=True,
+                        )
+                    )
+            self._extra_readers[device_id] = readers
+        return readers
+
+    def _estimate(self, reader: MeterReader) -> float:
+        """Wire time plus the meter's turnaround for one request of ``reader``."""
+        block = reader.plan[0] if reader.plan else None
+        if block is None:
+            return 0.0
+        chars = 8 + 5 + 2 * block.count + 7
+        stats = self.arbiter.device_stats(reader.device_id)
+        turn = max(list(stats.turnarounds)[-20:], default=0.02)
+        return chars * self.settings.char_time + turn
+
+    def _read_extras(self, deadline: float | None) -> float:
+        """The extras due now: a full refresh if asked, else one request if there is room.
+
+        Returns the time the full refreshes took (asked for, so not part of the bus load).
+        """
+        spent = 0.0
+        for device_id in sorted(self._refresh_requests):
+            self._refresh_requests.discard(device_id)
+            for reader in self._extras_for(device_id):
+                t0 = time.monotonic()
+                self._publish(reader.read())
+                spent += time.monotonic() - t0
+        focus = self._focus
+        if focus is None:
+            self._extras_starved = False
+            return spent
+        readers = [r for r in self._extras_for(focus) if not _static(r)]
+        if not readers:
+            self._extras_starved = False
+            return spent
+        index = self._extra_next.get(focus, 0) % len(readers)
+        reader = readers[index]
+        room = math.inf if deadline is None else deadline - time.monotonic()
+        if room < self._estimate(reader) + EXTRA_SLACK:
+            self._extras_starved = True
+            return spent
+        self._extras_starved = False
+        self._extra_next[focus] = index + 1
+        self._publish(reader.read())
+        return spent
+
+    # -- live polling ---------------------------------------------------------------------------
+
+    def _live_readers(self) -> list[MeterReader]:
+        return [
+            MeterReader(self.arbiter, m.id, m.map, m.logged, priority=Priority.POLL)
+            for m in self.meters
+        ]
+
+    def _run(self) -> None:
+        readers = self._live_readers()
+        readers_for = list(self.meters)
+        while not self._stop.is_set():
+            if readers_for != self.meters:  # set_meters() after a scan
+                readers, readers_for = self._live_readers(), list(self.meters)
+            if not self.arbiter.wait_for_polling(0.2):  # a scan has the bus
+                continue
+            logging = self.logging
+            started = time.monotonic()
+            if logging:
+                # The worker polls the logged set; wait for it to finish a cycle.
+                self._cycle_done.clear()
+                if not self._cycle_done.wait(max(1.0, 3 * self.interval)):
+                    continue
+                started = self._worker_cycle_started
+            else:
+                for reader in readers:
+                    if self._stop.is_set() or not self.arbiter.polling_allowed:
+                        break
+                    try:
+                        self._publish(reader.read())
+                    except LinkError:  # pragma: no cover - read() reports link errors itself
+                        break
+            deadline = None if self.interval <= 0 else self._next_slot(started)
+            asked = 0.0
+            with contextlib.suppress(LinkError):
+                asked = self._read_extras(deadline)
+            took = time.monotonic() - started - asked
+            # Smoothed over ~10 cycles: the figure a technician reads, not one cycle's jitter.
+            previous = self._cycle_time
+            self._cycle_time = took if previous is None else previous + (took - previous) / 10
+            if logging:
+                continue  # the worker paces the cycles
+            if self.interval > 0:
+                self._wake.clear()
+                delay = max(0.0, (deadline or 0.0) - time.monotonic())
+                woken = self._wake.wait(delay)
+                if woken and not self._stop.is_set():  # a refresh asked for: serve it now
+                    self._wake.clear()
+                    with contextlib.suppress(LinkError):
+                        self._read_extras(None)
+                    remaining = (deadline or 0.0) - time.monotonic()
+                    if remaining > 0:
+                        self._stop.wait(remaining)
+
+    def _next_slot(self, started: float) -> float:
+        """Monotonic time of the next cycle start (cycles aligned to the interval)."""
+        wall = time.time()
+        elapsed = time.monotonic() - started
+        next_wall = (math.floor((wall - elapsed) / self.interval) + 1) * self.interval
+        if next_wall <= wall:
+            next_wall = (math.floor(wall / self.interval) + 1) * self.interval
+        return time.monotonic() + (next_wall - wall)
+
+    # -- scans ----------------------------------------------------------------------------------
+
+    def scan(
+        self,
+        ids: Sequence[int],
+        expected: Sequence[int],
+        on_progress: Callable[[int, int, int], object],
+        on_found: Callable[[FoundDevice], object],
+    ) -> ScanReport:
+        """Scan ``ids`` (blocking; run it off the UI thread). Polling pauses meanwhile."""
+        rmap = self.meters[0].map if self.meters else load_map("em6400ng")
+
+        def progress(done: int, total: int, current: int) -> None:
+            on_progress(done, total, current)
+
+        def found(device: FoundDevice) -> None:
+            on_found(device)
+
+        scanner = Scanner(self.arbiter, rmap, on_progress=progress, on_found=found)
+        self._scanner = scanner
+        try:
+            return scanner.scan(list(ids), list(expected), stop_early=False)
+        finally:
+            self._scanner = None
+
+    def cancel_scan(self) -> None:
+        """Stop a running scan after the probe on the wire."""
+        scanner = self._scanner
+        if scanner is not None:
+            scanner.cancel()
+
+    def reconnect(self, settings: ConnectionSettings) -> None:
+        """Reopen the bus with other serial settings (a rescan at another baud).
+
+        Raises:
+            LinkError: the new settings cannot be opened (the old ones are then reopened).
+        """
+        if self.logging:
+            raise LinkError("stop logging before changing the serial settings")
+        old = self.settings
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._arbiter is not None:
+            self._arbiter.stop()
+        self._release_port()
+        self._arbiter = None
+        self._extra_readers.clear()
+        self.settings = settings
+        self.description = settings.describe()
+        try:
+            self.start()
+        except LinkError:
+            self.settings = old
+            self.description = old.describe()
+            self._arbiter = None
+            self.start()
+            raise
+
+    def set_meters(self, meters: Sequence[MeterConfig]) -> None:
+        """Poll these meters from now on (the result of a scan)."""
+        if self.logging:
+            raise RuntimeError("stop logging before changing the meters")
+        self.config = dataclasses.replace(self.config, meters=tuple(meters))
+        self.meters = [meter_info(m, self.config) for m in self.config.meters]
+        self._extra_readers.clear()
+
+    # -- logging --------------------------------------------------------------------------------
+
+    @property
+    def logging(self) -> bool:
+        """True while the logging worker runs."""
+        return self._logging_thread is not None and self._logging_thread.is_alive()
+
+    def start_logging(self) -> LoggingState:
+        """Start the logging worker of ``emtui --log`` on this bus (until stop or the app ends).
+
+        Raises:
+            DataDirBusy: another logger writes into the data dir.
+            ValueError: no meters configured.
+        """
+        from emtui.core.logger import LoggingWorker
+
+        if self.logging:
+            return self.logging_state()
+        if not self.config.meters:
+            raise ValueError("no meters to log: scan first or configure [[meters]]")
+        lock = DataDirLock(self.config.logging.data_dir).acquire()
+        try:
+            worker = LoggingWorker(
+                self.config,
+                self.arbiter,
+                report=self._worker_report,
+                on_sample=self._worker_sample,
+            )
+        except BaseException:
+            lock.release()
+            raise
+        self._data_lock = lock
+        self._worker = worker
+        self._logging_error = None
+        self._logging_started = time.time()
+        self._worker_cycle_started = time.monotonic()
+        self._worker_samples = 0
+        stop = threading.Event()
+        self._logging_stop = stop
+
+        def run() -> None:
+            try:
+                worker.run(stop)
+            except Exception as exc:  # shown in the logging panel, never a crash
+                self._logging_error = f"logging stopped: {exc}"
+            finally:
+                lock.release()
+
+        self._logging_thread = threading.Thread(target=run, name="emtui-logging", daemon=True)
+        self._logging_thread.start()
+        return self.logging_state()
+
+    def _worker_report(self, line: str) -> None:
+        self.report(line)
+
+    def _worker_sample(self, sample: Sample) -> None:
+        if self._worker_samples == 0:
+            self._worker_cycle_started = time.monotonic() - sample.duration
+        self._worker_samples += 1
+        self._publish(sample)
+        if self._worker_samples >= len(self.config.meters):
+            self._worker_samples = 0
+            self._cycle_done.set()
+
+    def stop_logging(self) -> LoggingState:
+        """Stop the logging worker after its current row (files closed, status written)."""
+        thread, stop = self._logging_thread, self._logging_stop
+        if thread is not None and stop is not None:
+            stop.set()
+            thread.join(timeout=15)
+        self._logging_thread = None
+        self._logging_stop = None
+        self._data_lock = None
+        return self.logging_state()
+
+    def logging_state(self) -> LoggingState:
+        """A snapshot for the logging panel."""
+        from emtui.core.logger import LoggingWorker
+
+        config = self.config
+        state = LoggingState(
+            running=self.logging,
+            started=self._logging_started if self.logging else None,
+            data_dir=str(config.logging.data_dir),
+            state_dir=str(config.state_dir),
+            upload_target=config.upload.target,
+            error=self._logging_error,
+        )
+        worker = self._worker
+        if isinstance(worker, LoggingWorker):
+            state.rows = sum(m.rows for m in worker.meters)
+            state.rows_lost = sum(m.writer.rows_lost for m in worker.meters)
+            state.files = {
+                m.config.id: str(m.writer.current_path)
+                for m in worker.meters
+                if m.writer.current_path
+            }
+            queue_state = worker.queue.state
+            state.queued = queue_state.queued
+            state.last_upload = queue_state.last_result
+            if config.upload.target:
+                state.next_upload = worker.schedule.next_after(time.time())
+        return state
+
+    def upload_now(self) -> str:
+        """Send every queued file now (blocking: run it off the UI thread); a summary line."""
+        from emtui.core.uploaders import make_uploader
+        from emtui.core.uploadqueue import UploadQueue
+        from emtui.core.uploadrun import run_uploads
+
+        upload = self.config.upload
+        if not upload.target:
+            return "no upload target configured ([upload] target in the config)"
+        import functools
+
+        factory = functools.partial(
+            make_uploader,
+            upload.target,
+            site=upload.site,
+            key_file=upload.key_file,
+            known_hosts=upload.known_hosts,
+            token_file=upload.token_file,
+            timeout=upload.timeout,
+        )
+        result = run_uploads(UploadQueue(self.config.state_dir), factory, force=True)
+        if result.busy:
+            return "another upload run is in progress; try again later"
+        return str(result.summary())
+
+
+def _static(reader: MeterReader) -> bool:
+    """True for a reader of registers that do not change while the meter runs."""
+    return all(e.group in STATIC_GROUPS for e in reader.entries)
+
+
+__all__ = [
+    "BusSession",
+    "DataDirBusy",
+    "DataDirLock",
+    "Engine",
+    "LoggingState",
+    "MeterInfo",
+    "PortBusy",
+    "meter_info",
+]

@@ -1,0 +1,387 @@
+"""The emtui app: an overview of the meters, a tab per meter, the scan screen and logging.
+
+The app is a view onto an :class:`~emtui.core.session.Engine` (a
+:class:`~emtui.core.session.BusSession`, or a scripted one in tests): it never talks to the
+bus itself. The engine's threads post one :class:`SamplesRead` per meter per poll; the app
+folds them into its models at once and redraws on a timer (1 Hz by default, at most 5 Hz),
+and then only the cells that changed on the screen that is showing.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
+from emtui.core.configedit import NewMeter, save_meters, writable
+from emtui.core.scanner import FoundDevice
+from emtui.core.session import Engine, LoggingState
+from emtui.ui.messages import SamplesRead
+from emtui.ui.model import MeterModel
+from emtui.ui.scan_screen import ScanScreen
+from emtui.ui.screens import ConfirmScreen, HelpScreen
+from emtui.ui.widgets.meter_tab import MeterTab
+from emtui.ui.widgets.overview import Overview
+
+#: Highest refresh rate of the screens (design §11).
+MAX_REFRESH_HZ = 5.0
+#: Bus load (cycle time / interval) from which the header warns.
+LOAD_WARN = 0.9
+
+
+def _meter_bindings() -> list[Binding]:
+    return [
+        Binding(str(n), f"meter({n})", f"Meter {n}", show=False, id=f"meter_{n}")
+        for n in range(1, 10)
+    ]
+
+
+class EmtuiApp(App[None]):
+    """The technician's view of one bus.
+
+    Args:
+        engine: the bus engine (started by the app, stopped when it quits).
+        config: the effective configuration (where a scan can be saved, the logging dirs).
+        clock: wall clock for ages (tests inject a fixed one).
+        refresh_hz: how often the screens redraw (capped at 5 Hz).
+        keymap: binding id → keys, from the config's ``[keys]``.
+        note: one line shown under the header (``--demo`` says where its files go).
+        start_engine: start the engine on mount (tests with a scripted engine may not).
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "emtui"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "overview", "Overview", id="overview"),
+        *_meter_bindings(),
+        Binding("s", "scan", "Scan", id="scan"),
+        Binding("l", "toggle_logging", "Logging", id="toggle_logging"),
+        Binding("u", "upload_now", "Upload", id="upload_now"),
+        Binding("f", "refresh_extras", "Read all", id="refresh_extras"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("q", "quit_app", "Quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        config: Config | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_hz: float = 1.0,
+        keymap: dict[str, str] | None = None,
+        note: str = "",
+        start_engine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self.refresh_hz = min(MAX_REFRESH_HZ, max(0.2, refresh_hz))
+        self.note = note
+        self.start_engine = start_engine
+        self.models: dict[int, MeterModel] = {m.id: MeterModel(m) for m in engine.meters}
+        self.logging_note = ""
+        self._status_text = ""
+        self._logging_state = LoggingState()
+        self._logging_state = engine.logging_state()
+        if keymap:
+            self.set_keymap(keymap)
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        if self.note:
+            yield Static(self.note, id="note")
+        with TabbedContent(id="tabs"):
+            with TabPane("o Overview", id="tab-overview"):
+                yield Overview(list(self.models.values()), id="overview")
+            for n, model in enumerate(self.models.values(), start=1):
+                with TabPane(self._tab_title(n, model), id=f"tab-meter-{model.info.id}"):
+                    yield MeterTab(model, id=f"meter-{model.info.id}")
+        yield Footer()
+
+    @staticmethod
+    def _tab_title(n: int, model: MeterModel) -> str:
+        prefix = f"{n} " if n <= 9 else ""
+        return f"{prefix}{model.info.label} ({model.info.id})"
+
+    def on_mount(self) -> None:
+        self.engine.add_listener(lambda sample: self.post_message(SamplesRead(sample)))
+        if self.start_engine:
+            self._start_engine()
+        self.set_interval(1.0 / self.refresh_hz, self.refresh_view, name="refresh")
+        self.refresh_view()
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def _start_engine(self) -> None:
+        self.engine.start()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Errors of the thread workers become notifications, never a crash."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{event.worker.group}: {error}", severity="error", timeout=10)
+
+    def on_unmount(self) -> None:
+        self.engine.stop()
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def on_samples_read(self, message: SamplesRead) -> None:
+        model = self.models.get(message.sample.device_id)
+        if model is not None:
+            model.apply(message.sample)
+
+    def refresh_view(self) -> None:
+        """Redraw what changed: the header and the visible tab."""
+        now = self.clock()
+        interval = self.engine.interval
+        if self._logging_state.running:  # rows, files and queue move on; it may have died
+            self._logging_state = self.engine.logging_state()
+        self._update_status()
+        tabs = self.query_one(TabbedContent)
+        active = tabs.active
+        if active == "tab-overview":
+            overview = self.query_one(Overview)
+            overview.update_view(now, interval)
+            overview.show_logging(self._logging_state, self.logging_note)
+        elif active.startswith("tab-meter-"):
+            device_id = int(active.rsplit("-", 1)[1])
+            tab = self.query_one(f"#meter-{device_id}", MeterTab)
+            tab.update_view(
+                now,
+                interval,
+                self.engine.stats(device_id),
+                logging=self._logging_state.running,
+                starved=self.engine.extras_starved(),
+            )
+
+    def _update_status(self) -> None:
+        engine = self.engine
+        load = engine.bus_load()
+        cycle = engine.cycle_time()
+        parts = [f"[b]emtui[/b] {engine.description}", f"{len(self.models)} meter(s)"]
+        if cycle is not None and load is not None:
+            figure = f"poll {cycle:.2f} s / {engine.interval:g} s, bus {load * 100:.0f} %"
+            if load > 1.0:
+                figure = f"[b red]{figure} OVER[/b red]"
+            elif load >= LOAD_WARN:
+                figure = f"[yellow]{figure}[/yellow]"
+            parts.append(figure)
+        else:
+            parts.append("poll —")
+        parts.append("[b green]LOGGING[/b green]" if self._logging_state.running else "log off")
+        text = " · ".join(parts)
+        if text != self._status_text:
+            self._status_text = text
+            self.query_one("#status", Static).update(text)
+
+    # -- navigation ---------------------------------------------------------------------------
+
+    def action_overview(self) -> None:
+        """Show the overview."""
+        self.query_one(TabbedContent).active = "tab-overview"
+
+    def action_meter(self, n: int) -> None:
+        """Show the n-th meter's tab."""
+        models = list(self.models.values())
+        if 1 <= n <= len(models):
+            self.query_one(TabbedContent).active = f"tab-meter-{models[n - 1].info.id}"
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id or ""
+        device_id = int(pane.rsplit("-", 1)[1]) if pane.startswith("tab-meter-") else None
+        self.engine.set_focus(device_id)
+        self.refresh_view()
+
+    def action_refresh_extras(self) -> None:
+        """Read every register of the meter on screen now (between poll cycles)."""
+        active = self.query_one(TabbedContent).active
+        if active.startswith("tab-meter-"):
+            device_id = int(active.rsplit("-", 1)[1])
+            self.engine.refresh_extras(device_id)
+            self.notify(f"Reading every register of meter {device_id} after this cycle")
+
+    def action_help(self) -> None:
+        """List every key."""
+        self.push_screen(HelpScreen(self.key_rows()))
+
+    def key_rows(self) -> list[tuple[str, str, str]]:
+        """(keys, description, binding id) of the app's bindings, as currently mapped."""
+        rows: list[tuple[str, str, str]] = []
+        keymap = self._keymap
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            binding_id = binding.id or binding.action
+            keys = keymap.get(binding_id, binding.key_display or binding.key)
+            description = binding.description
+            if binding_id.startswith("meter_"):
+                if binding_id != "meter_1":
+                    continue
+                keys, description, binding_id = "1-9", "a meter's tab, in order", "meter_1…meter_9"
+            rows.append((keys.replace("question_mark", "?"), description, binding_id))
+        return rows
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every action in the command palette too."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Overview", "Every meter at a glance", self.action_overview)
+        for n, model in enumerate(self.models.values(), start=1):
+            yield SystemCommand(
+                f"Meter {model.info.label}",
+                f"Tab of meter {model.info.id}",
+                functools.partial(self.action_meter, n),
+            )
+        yield SystemCommand("Scan the bus", "Find and identify meters", self.action_scan)
+        yield SystemCommand(
+            "Logging on/off", "Start or stop the CSV logger", self.action_toggle_logging
+        )
+        yield SystemCommand("Upload now", "Send the queued day files", self.action_upload_now)
+        yield SystemCommand(
+            "Read all registers", "Read the meter tab's other registers", self.action_refresh_extras
+        )
+
+    # -- scan ---------------------------------------------------------------------------------
+
+    def action_scan(self) -> None:
+        """Open the scan screen."""
+        if self._logging_state.running:
+            self.notify("Stop logging (l) before scanning: a scan pauses the logger's rows.")
+            return
+        expected = sorted(self.models)
+        self.push_screen(ScanScreen(self.engine, expected, self.apply_scan, self.save_scan))
+
+    def apply_scan(self, devices: list[FoundDevice]) -> None:
+        """Poll the meters found and give each a tab."""
+        meters = [
+            MeterConfig(id=d.id, label=self._label_for(d), map=self._map_for(d.id)) for d in devices
+        ]
+        self.engine.set_meters(meters)
+        self.models = {m.id: MeterModel(m) for m in self.engine.meters}
+        self._rebuild_tabs()
+        self.notify(f"Polling {len(meters)} meter(s) found by the scan")
+
+    def _label_for(self, device: FoundDevice) -> str:
+        existing = self.models.get(device.id)
+        if existing is not None:
+            return existing.info.label
+        return f"meter {device.id}"
+
+    def _map_for(self, device_id: int) -> str:
+        existing = self.models.get(device_id)
+        return existing.info.map.name if existing is not None else "em6400ng"
+
+    def _rebuild_tabs(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        for pane in list(tabs.query(TabPane)):
+            if (pane.id or "").startswith("tab-meter-"):
+                tabs.remove_pane(pane.id or "")
+        for n, model in enumerate(self.models.values(), start=1):
+            tabs.add_pane(
+                TabPane(
+                    self._tab_title(n, model),
+                    MeterTab(model, id=f"meter-{model.info.id}"),
+                    id=f"tab-meter-{model.info.id}",
+                )
+            )
+        self.query_one(Overview).set_models(list(self.models.values()))
+        tabs.active = "tab-overview"
+
+    def save_scan(self, devices: list[FoundDevice]) -> None:
+        """Write the meters found into the config (asking before the service's file)."""
+        target = self.config.source if self.config is not None else None
+        if target is None or not writable(target):
+            target = user_config_file()
+        if target == SYSTEM_CONFIG or target.resolve() == SYSTEM_CONFIG:
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self._save_to(target, devices)
+
+            self.push_screen(
+                ConfirmScreen(
+                    f"Write the meters into the service's config {target}? The running "
+                    "service reads it at its next start."
+                ),
+                answer,
+            )
+            return
+        self._save_to(target, devices)
+
+    def _save_to(self, path: Path, devices: list[FoundDevice]) -> None:
+        meters = [NewMeter(d.id, self._label_for(d), self._map_for(d.id)) for d in devices]
+        try:
+            result = save_meters(path, meters)
+        except (OSError, ValueError) as exc:
+            self.notify(f"Not saved: {exc}", severity="error", timeout=10)
+            return
+        kept = f"; already there: {', '.join(map(str, result.kept))}" if result.kept else ""
+        added = ", ".join(map(str, result.added)) or "none"
+        self.notify(f"Saved to {result.path}: added {added}{kept}", timeout=8)
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def action_toggle_logging(self) -> None:
+        """Start or stop the logging worker (the same one as ``emtui --log``)."""
+        self._toggle_logging(not self._logging_state.running)
+
+    @work(thread=True, exclusive=True, group="logging", exit_on_error=False)
+    def _toggle_logging(self, on: bool) -> None:
+        try:
+            state = self.engine.start_logging() if on else self.engine.stop_logging()
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"Logging: {exc}", severity="error", timeout=10)
+            return
+        self.call_from_thread(self._logging_changed, state, on)
+
+    def _logging_changed(self, state: LoggingState, started: bool) -> None:
+        self._logging_state = state
+        if started and state.running:
+            self.notify(
+                f"Logging to {state.data_dir}. It stops when the app quits; "
+                "for unattended logging install the service (emtui service install).",
+                timeout=8,
+            )
+        elif not started:
+            self.notify(f"Logging stopped: {state.rows} rows written")
+        self.refresh_view()
+
+    def action_upload_now(self) -> None:
+        """Send the queued day files now."""
+        self.notify("Uploading the queued files …")
+        self._upload()
+
+    @work(thread=True, exclusive=True, group="upload", exit_on_error=False)
+    def _upload(self) -> None:
+        summary = self.engine.upload_now()
+        self.call_from_thread(self.notify, f"Upload: {summary}", timeout=8)
+
+    # -- quitting -----------------------------------------------------------------------------
+
+    def action_quit_app(self) -> None:
+        """Quit; asks first while logging."""
+        if not self._logging_state.running:
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen("Logging is on. Stop logging and quit? (rows stop being written)"),
+            answer,
+        )

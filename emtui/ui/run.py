@@ -1,0 +1,84 @@
+"""Start the app: on a configured bus (``emtui [CONNECTION]``) or on the demo site (``--demo``).
+
+Textual draws on stderr, so nothing else may write there while the app runs: Python logging
+goes to ``app.log`` in the state dir and pymodbus is silenced.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
+from emtui.core.link import ConnectionSettings
+from emtui.core.session import BusSession
+
+#: The demo's site: the reference site's four pumps.
+DEMO_IDS = (1, 2, 3, 4)
+
+
+def _log_to_file(state_dir: Path) -> None:
+    """Send every log record to ``<state_dir>/app.log`` (never to the terminal)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(state_dir / "app.log")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
+
+
+def run_app(config: Config, settings: ConnectionSettings, keymap: dict[str, str]) -> int:
+    """Run the app on the configured bus until the technician quits."""
+    from emtui.ui.app import EmtuiApp
+
+    _log_to_file(config.state_dir)
+    session = BusSession(config, settings)
+    session.start()  # PortBusy / LinkError: one line from the CLI, before the screen opens
+    app = EmtuiApp(session, config=config, keymap=keymap, start_engine=False)
+    app.run()
+    return 0
+
+
+def demo_config(port: str, root: Path) -> Config:
+    """The demo's configuration: the simulated reference site, files under ``root``."""
+    return Config(
+        bus=BusConfig(port=port, baud=19200, parity="E", stopbits=1),
+        meters=tuple(MeterConfig(id=i, label=f"Pump {i}") for i in DEMO_IDS),
+        logging=LoggingConfig(interval=1.0, data_dir=root / "data"),
+        upload=UploadConfig(target=None, site="demo"),
+        state_dir=root / "state",
+    )
+
+
+def run_demo(keymap: dict[str, str]) -> int:
+    """Run the app on the built-in simulated reference site (no hardware, no real data).
+
+    The simulator runs on its own thread and event loop, paced as 19200 8E1 with a 20 ms
+    meter turnaround, behind RTU-over-TCP on the loopback; the data and state dirs are new
+    temporary folders and there is no upload target, whatever config exists.
+    """
+    from emtui.sim.bus import SimulatedBus
+    from emtui.ui.app import EmtuiApp
+
+    root = Path(tempfile.mkdtemp(prefix="emtui-demo-"))
+    _log_to_file(root / "state")
+    with SimulatedBus(ids=DEMO_IDS, running=True) as bus:
+        port = bus.start_tcp("127.0.0.1", 0, framing="rtu")
+        config = demo_config(port, root)
+        session = BusSession(
+            config,
+            description="demo site (simulated, 19200 8E1)",
+        )
+        session.start()
+        note = f"Demo: 4 simulated pumps; logging writes to {root}/data (kept after quitting)."
+        app = EmtuiApp(session, config=config, keymap=keymap, note=note, start_engine=False)
+        app.run()
+    return 0
