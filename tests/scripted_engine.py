@@ -9,6 +9,7 @@ fails (:meth:`fail`) and what a scan finds (``scan_result``).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class ScriptedEngine:
         self.log_rows = 0
         self.uploads = 0
         self.cancelled = False
+        self.scan_gate: threading.Event | None = None
+        """When set to an Event, a scan waits on it after probing each id (tests cancel then)."""
 
     # -- the Engine surface -------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class ScriptedEngine:
             if device_id in found:
                 devices.append(found[device_id])
                 on_found(found[device_id])
+            if self.scan_gate is not None:
+                self.scan_gate.wait(5)
         report = ScanReport(
             devices=devices,
             ids=list(ids),

@@ -271,7 +271,7 @@ class EmtuiApp(App[None]):
         ]
         self.engine.set_meters(meters)
         self.models = {m.id: MeterModel(m) for m in self.engine.meters}
-        self._rebuild_tabs()
+        self.call_later(self._rebuild_tabs)
         self.notify(f"Polling {len(meters)} meter(s) found by the scan")
 
     def _label_for(self, device: FoundDevice) -> str:
@@ -284,13 +284,14 @@ class EmtuiApp(App[None]):
         existing = self.models.get(device_id)
         return existing.info.map.name if existing is not None else "em6400ng"
 
-    def _rebuild_tabs(self) -> None:
+    async def _rebuild_tabs(self) -> None:
         tabs = self.query_one(TabbedContent)
+        tabs.active = "tab-overview"
         for pane in list(tabs.query(TabPane)):
             if (pane.id or "").startswith("tab-meter-"):
-                tabs.remove_pane(pane.id or "")
+                await tabs.remove_pane(pane.id or "")
         for n, model in enumerate(self.models.values(), start=1):
-            tabs.add_pane(
+            await tabs.add_pane(
                 TabPane(
                     self._tab_title(n, model),
                     MeterTab(model, id=f"meter-{model.info.id}"),
@@ -298,7 +299,7 @@ class EmtuiApp(App[None]):
                 )
             )
         self.query_one(Overview).set_models(list(self.models.values()))
-        tabs.active = "tab-overview"
+        self.refresh_view()
 
     def save_scan(self, devices: list[FoundDevice]) -> None:
         """Write the meters found into the config (asking before the service's file)."""
