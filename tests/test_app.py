@@ -1,4 +1,4 @@
-"""The app driven by keys (Textual Pilot) on a scripted engine: what a technician sees and can do."""
+"""The app driven by keys (Textual Pilot) on a scripted engine: what a technician sees."""
 
 from __future__ import annotations
 
