@@ -136,11 +136,11 @@ async def test_header_shows_bus_load_and_warns_past_100_percent(tmp_path: Path) 
     async with app.run_test(size=(100, 30)) as pilot:
         app.refresh_view()
         await pilot.pause()
-        assert "bus 98 %" in screen_text(app)
+        assert "bus 98 % (0.98 s of 1 s)" in screen_text(app)
         engine.cycle = 1.2
         app.refresh_view()
         await pilot.pause()
-        assert "bus 120 % OVER" in screen_text(app)
+        assert "bus 120 % (1.20 s of 1 s) OVER" in screen_text(app)
 
 
 async def test_scan_cancel_rescan_at_other_settings_and_open_tabs(tmp_path: Path) -> None:

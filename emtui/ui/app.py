@@ -18,6 +18,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -94,6 +95,7 @@ class EmtuiApp(App[None]):
         self.models: dict[int, MeterModel] = {m.id: MeterModel(m) for m in engine.meters}
         self.logging_note = ""
         self._status_text = ""
+        self._where_text = ""
         self._logging_state = LoggingState()
         self._logging_state = engine.logging_state()
         if keymap:
@@ -102,7 +104,9 @@ class EmtuiApp(App[None]):
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="status")
+        with Horizontal(id="header"):
+            yield Static("", id="where", markup=False)
+            yield Static("", id="status")
         if self.note:
             yield Static(self.note, id="note")
         with TabbedContent(id="tabs"):
@@ -170,19 +174,24 @@ class EmtuiApp(App[None]):
             )
 
     def _update_status(self) -> None:
+        """The header: where (left, cut to fit) and the bus health and logging (right)."""
         engine = self.engine
+        where = f"emtui · {engine.description} · {len(self.models)} meter(s)"
+        if where != self._where_text:
+            self._where_text = where
+            self.query_one("#where", Static).update(where)
         load = engine.bus_load()
         cycle = engine.cycle_time()
-        parts = [f"[b]emtui[/b] {engine.description}", f"{len(self.models)} meter(s)"]
+        parts = []
         if cycle is not None and load is not None:
-            figure = f"poll {cycle:.2f} s / {engine.interval:g} s, bus {load * 100:.0f} %"
+            figure = f"bus {load * 100:.0f} % ({cycle:.2f} s of {engine.interval:g} s)"
             if load > 1.0:
                 figure = f"[b red]{figure} OVER[/b red]"
             elif load >= LOAD_WARN:
                 figure = f"[yellow]{figure}[/yellow]"
             parts.append(figure)
         else:
-            parts.append("poll —")
+            parts.append("bus —")
         parts.append("[b green]LOGGING[/b green]" if self._logging_state.running else "log off")
         text = " · ".join(parts)
         if text != self._status_text:

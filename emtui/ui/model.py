@@ -106,7 +106,7 @@ class MeterModel:
     def running(self) -> bool | None:
         """Is the pump running (its average current above RUNNING_CURRENT)? None: unknown."""
         current = self.number("current_avg")
-        if current is None:
+        if current is None or not self.fresh("current_avg"):
             return None
         return current > RUNNING_CURRENT
 
