@@ -522,7 +522,7 @@ class UploadQueue:
             return []
         rebuilt: list[QueueItem] = []
         with self._locked():
-            known = {p.stem for folder in self._folders for p in folder.glob("*.json")}
+            known = set(self._load_all())  # also moves unreadable records aside, now
             for folder in sorted(data_dir.glob("meter_*")):
                 for path in sorted(folder.glob("meter_*_*.csv")):
                     found = _day_file(path)
