@@ -305,8 +305,8 @@ class FileUploader:
             try:
                 os.link(tmp, final)  # atomic, and fails if the name exists: never replaces
             except FileExistsError:
-                if not self._already_there(final, sha256):
-                    raise
+                if not self._already_there(final, sha256):  # other content raises here
+                    raise UploadError(f"{final} appeared and vanished meanwhile; retried later")
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                     raise
