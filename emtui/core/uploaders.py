@@ -306,7 +306,8 @@ class FileUploader:
                 os.link(tmp, final)  # atomic, and fails if the name exists: never replaces
             except FileExistsError:
                 if not self._already_there(final, sha256):  # other content raises here
-                    raise UploadError(f"{final} appeared and vanished meanwhile; retried later") from None
+                    gone = f"{final} appeared and vanished meanwhile; retried later"
+                    raise UploadError(gone) from None
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                     raise
