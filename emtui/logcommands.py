@@ -125,9 +125,8 @@ def upload(args: argparse.Namespace) -> int:
     document: dict[str, Any] = {}
     lines: list[str] = []
     code = ExitCode.OK
-    if config.upload.target:
-        for item in queue.rebuild(config.logging.data_dir, datetime.now().date()):
-            lines.append(f"{item.path}: had no queue record; queued again")
+    if config.upload.target:  # each file queued this way is reported on stderr
+        queue.rebuild(config.logging.data_dir, datetime.now().date())
     if args.requeue is not None:
         document["requeued"], line = _requeue(queue, args.requeue)
         lines.append(line)

@@ -487,9 +487,7 @@ class UploadQueue:
                 rev=current.rev + 1,
             )
             self._store(updated)
-        log.warning(
-            "%s re-queued by hand: %s", current.path, describe_change(current, size, sha256)
-        )
+        log.info("%s re-queued by hand: %s", current.path, describe_change(current, size, sha256))
         return current, updated
 
     def drop(self, item: QueueItem) -> QueueItem:
@@ -502,7 +500,7 @@ class UploadQueue:
             current = self._load(item.key) or item
             updated = dataclasses.replace(current, state=ItemState.DROPPED, rev=current.rev + 1)
             self._store(updated)
-        log.warning("%s dropped from the upload queue by hand", current.path)
+        log.info("%s dropped from the upload queue by hand", current.path)
         return updated
 
     def rebuild(self, data_dir: Path, today: date) -> list[QueueItem]:
@@ -537,7 +535,7 @@ class UploadQueue:
                     except OSError as exc:
                         log.warning("cannot queue %s: %s", path, exc)
                         continue
-                    log.warning("%s had no queue record: queued it again", path)
+                    log.warning("%s had no upload queue record: queued it", path)
                     rebuilt.append(item)
         return rebuilt
 
