@@ -537,7 +537,8 @@ def test_failed_files_are_retried_with_backoff_between_scheduled_runs(tmp_path: 
 
 def test_a_corrupt_record_comes_back_without_a_restart(tmp_path: Path) -> None:
     """An unreadable record is moved aside and its day queued again from the data folder on
-    the scheduler's next pass, by the same process (no restart), then sent at the next run."""
+    the scheduler's next pass, by the same process (no restart), then sent at the next run;
+    files without any record (today's, or others) are left to the logger."""
     clock = Clock(ts("2024-03-06T10:00:00"))
     queue = UploadQueue(tmp_path / "state", clock=clock)
     data = tmp_path / "data"
@@ -545,6 +546,7 @@ def test_a_corrupt_record_comes_back_without_a_restart(tmp_path: Path) -> None:
     kept = queue.enqueue(make_day_file(data, 1, day), 1, day)
     lost = queue.enqueue(make_day_file(data, 2, day), 2, day)
     today = make_day_file(data, 2, date(2024, 3, 6))  # still being written: never queued
+    make_day_file(data, 3, day)  # never queued: the logger's start-up scan queues such files
     record = tmp_path / "state" / "queue" / f"{lost.key}.json"
     record.write_bytes(b'{"key": "half a rec')
     sent: list[str] = []

@@ -504,39 +504,40 @@ class UploadQueue:
         return updated
 
     def rebuild(self, data_dir: Path, today: date) -> list[QueueItem]:
-        """Queue the files of past days in ``data_dir`` that have no record at all.
+        """Queue again the files whose record was unreadable and moved aside.
 
-        A record that was unreadable and moved aside (or was lost another way) would
-        otherwise drop its day until the logger restarts: the logger's upload pass and
-        ``emtui upload`` call this, so the day comes back on the next pass. Only files of
-        days before ``today`` (still open ones are the logger's), of the writer's pattern
-        ``meter_<id>/meter_<id>_<YYYY-MM-DD>[_n].csv``; a torn last row is cut off first,
-        as the writer does. Sending a file the server already holds is harmless.
+        Such a day would otherwise be missing until the logger restarts (and rescans its
+        data folder): the logger's upload thread calls this on every pass, and ``emtui
+        upload`` too, so the day comes back at once. The moved-aside record's name tells the
+        meter, the day and the file, found at ``<data_dir>/meter_<id>/<file>``; it was final
+        when it was first queued, so it is queued as it is now (a record that was sent is
+        simply sent again: harmless). Only records moved aside are considered - never a file
+        the logger may still be writing - and only days before ``today``.
         """
-        from emtui.core.csvlog import cut_torn_tail
-
         data_dir = Path(data_dir)
-        if not data_dir.is_dir():
+        aside = self._dir / "corrupt"
+        if not aside.is_dir():
             return []
         rebuilt: list[QueueItem] = []
         with self._locked():
             known = set(self._load_all())  # also moves unreadable records aside, now
-            for folder in sorted(data_dir.glob("meter_*")):
-                for path in sorted(folder.glob("meter_*_*.csv")):
-                    found = _day_file(path)
-                    if found is None or found[1] >= today or folder.name != f"meter_{found[0]}":
-                        continue
-                    device_id, day = found
-                    if self._key(device_id, day, path.name) in known:
-                        continue
-                    try:
-                        cut_torn_tail(path)
-                        item = self.enqueue(path, device_id, day)
-                    except OSError as exc:
-                        log.warning("cannot queue %s: %s", path, exc)
-                        continue
-                    log.warning("%s had no upload queue record: queued it", path)
-                    rebuilt.append(item)
+            for record in sorted(aside.glob("*.json.*")):
+                key = record.name.partition(".json.")[0]
+                found = _parse_key(key)
+                if key in known or found is None or found[1] >= today:
+                    continue
+                device_id, day, name = found
+                path = data_dir / f"meter_{device_id}" / name
+                if not path.is_file():
+                    continue  # sent and deleted by retention, or never there: nothing to send
+                try:
+                    item = self.enqueue(path, device_id, day)
+                except OSError as exc:
+                    log.warning("cannot queue %s again: %s", path, exc)
+                    continue
+                known.add(key)
+                log.warning("%s: its queue record was unreadable; queued it again", path)
+                rebuilt.append(item)
         return rebuilt
 
     def purge(self, retention_days: float, now: float | None = None) -> list[QueueItem]:
@@ -792,13 +793,14 @@ def describe_change(item: QueueItem, size: int, sha256: str) -> str:
     return f"size {item.size} → {size} bytes, sha256 {item.sha256[:12]}… → {sha256[:12]}…"
 
 
-def _day_file(path: Path) -> tuple[int, date] | None:
-    """The meter id and day in ``meter_<id>_<YYYY-MM-DD>[_n].csv``."""
-    parts = path.stem.split("_")
-    if len(parts) < 3 or parts[0] != "meter" or not parts[1].isdigit():
+def _parse_key(key: str) -> tuple[int, date, str] | None:
+    """The meter id, day and file name in a record key ``<id>_<YYYY-MM-DD>_<file>``."""
+    device, _, rest = key.partition("_")
+    day, _, name = rest.partition("_")
+    if not device.isdigit() or not _SAFE_NAME.fullmatch(name):
         return None
     try:
-        return int(parts[1]), date.fromisoformat(parts[2])
+        return int(device), date.fromisoformat(day), name
     except ValueError:
         return None
 

@@ -184,8 +184,8 @@ class UploadScheduler:
         uploader_factory: Builds an uploader for each run.
         clock: Current time in epoch seconds (injected by tests).
         retention_days: If set, after every run delete local files sent longer ago.
-        data_dir: The CSV folder: on every step, files of past days there that have no queue
-            record (one was unreadable and moved aside) are queued again, without a restart.
+        data_dir: The CSV folder: on every step, files whose queue record was unreadable
+            (and moved aside) are queued again from there, without a restart.
     """
 
     def __init__(
