@@ -516,8 +516,6 @@ class UploadQueue:
         """
         data_dir = Path(data_dir)
         aside = self._dir / "corrupt"
-        if not aside.is_dir():
-            return []
         rebuilt: list[QueueItem] = []
         with self._locked():
             known = set(self._load_all())  # also moves unreadable records aside, now
