@@ -155,8 +155,23 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         _add_json(parser)
     elif command in ("upload", "status"):
         if command == "upload":
-            parser.description = "Show the upload queue, or send it now (--now)."
-            parser.add_argument("--now", action="store_true", help="send every queued file now")
+            parser.description = (
+                "Show the upload queue with each file's state and reason; send it now (--now), "
+                "or repair it: --retry, --requeue, --drop."
+            )
+            action = parser.add_mutually_exclusive_group()
+            action.add_argument("--now", action="store_true", help="send every queued file now")
+            action.add_argument(
+                "--retry", metavar="FILE|all", help="send this queued file (or all) now"
+            )
+            action.add_argument(
+                "--requeue",
+                metavar="FILE",
+                help="queue a file that changed (or was dropped) again with its content now",
+            )
+            action.add_argument(
+                "--drop", metavar="FILE", help="take a file out of the queue (the file is kept)"
+            )
         else:
             parser.description = "Show the logger's state: rows, errors, queue, uploads."
         parser.add_argument("--config", help="config file")

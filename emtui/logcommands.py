@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emtui.cli import CliError, ExitCode, effective_config, emit_json, settings_from
 from emtui.core.config import (
@@ -26,6 +26,10 @@ from emtui.core.config import (
 )
 from emtui.core.link import LinkError, PortBusy, PortPermission
 from emtui.core.runstate import PortLock, read_status
+
+if TYPE_CHECKING:
+    from emtui.core.uploadqueue import QueueItem, UploadQueue
+    from emtui.core.uploadrun import UploadRunResult
 
 
 def _stamp(t: object) -> str:
@@ -106,63 +110,144 @@ def _start_line(config: Config, bus: str) -> str:
 
 
 def upload(args: argparse.Namespace) -> int:
-    """``emtui upload``: show the queue; ``--now``: send every queued file once."""
-    from emtui.core.uploaders import make_uploader
+    """``emtui upload``: list the queue (state and reason of each file), send or repair it.
+
+    ``--now`` sends every queued file, ``--retry FILE|all`` sends those now (their backoff
+    waived), ``--requeue FILE`` queues a file that changed (or was dropped) again with its
+    content now and says what changed, ``--drop FILE`` takes one out of the queue for good
+    (the local file is kept). With a target configured, files of past days that have no
+    queue record (an unreadable one was moved aside) are queued again first.
+    """
     from emtui.core.uploadqueue import UploadQueue
-    from emtui.core.uploadrun import run_uploads
 
     config = effective_config(args, meters=False)
     queue = UploadQueue(config.state_dir)
-    result_doc: dict[str, Any] | None = None
+    document: dict[str, Any] = {}
+    lines: list[str] = []
     code = ExitCode.OK
-    if args.now:
-        target = config.upload.target
-        if not target:
-            raise CliError(
-                "no upload target: set target in the config's [upload] table", ExitCode.CONFIG
-            )
-        factory = functools.partial(
-            make_uploader,
-            target,
-            site=config.upload.site,
-            key_file=config.upload.key_file,
-            known_hosts=config.upload.known_hosts,
-            token_file=config.upload.token_file,
-            timeout=config.upload.timeout,
+    if config.upload.target:  # each file queued this way is reported on stderr
+        queue.rebuild(config.logging.data_dir, datetime.now().date())
+    if args.requeue is not None:
+        document["requeued"], line = _requeue(queue, args.requeue)
+        lines.append(line)
+    elif args.drop is not None:
+        item = _find(queue, args.drop)
+        was = item.status
+        dropped = queue.drop(item)
+        document["dropped"] = {**_item_doc(dropped), "was": was}
+        lines.append(
+            f"dropped {item.path} from the upload queue (it was {was}); the file itself is "
+            "kept, and emtui never sends or deletes it (emtui upload --requeue brings it back)"
         )
-        result = run_uploads(queue, factory, force=True)
-        if result.busy:
-            raise CliError("another upload run is in progress; try again later", ExitCode.UPLOAD)
-        queue.purge(config.upload.retention_days)
-        result_doc = {"summary": result.summary(), "ok": result.ok}
+    elif args.now or args.retry is not None:
+        result = _send_now(queue, config, args.retry)
+        document["run"] = {"summary": result.summary(), "ok": result.ok}
+        lines.append(f"upload run: {result.summary()}")
         code = ExitCode.OK if result.ok else ExitCode.UPLOAD
     items = queue.queued()
     if args.json:
-        document: dict[str, Any] = {
-            "queued": [
-                {
-                    "device_id": i.device_id,
-                    "day": i.day.isoformat(),
-                    "file": str(i.path),
-                    "attempts": i.attempts,
-                    "next_attempt": i.next_attempt,
-                    "last_error": i.last_error,
-                }
-                for i in items
-            ]
-        }
-        if result_doc is not None:
-            document["run"] = result_doc
-        emit_json(document)
-    else:
-        if result_doc is not None:
-            print(f"upload run: {result_doc['summary']}")
-        if not items:
-            print("nothing queued")
-        for i in items:
-            extra = f", {i.attempts} failed attempt(s): {i.last_error}" if i.attempts else ""
-            print(f"queued  meter {i.device_id}  {i.day}  {i.path}{extra}")
+        emit_json({**document, "queued": [_item_doc(i) for i in items]})
+        return int(code)
+    for line in lines:
+        print(line)
+    if not items:
+        print("nothing queued")
+    for i in items:
+        tries = f", {i.attempts} failed attempt(s), next {_stamp(i.next_attempt)}"
+        print(f"{i.status:<11} meter {i.device_id}  {i.day}  {i.path}{tries if i.attempts else ''}")
+        if i.last_error:
+            print(f"            {i.last_error}")
     return int(code)
+
+
+def _item_doc(item: QueueItem) -> dict[str, Any]:
+    """One queue entry for ``emtui upload --json``."""
+    return {
+        "device_id": item.device_id,
+        "day": item.day.isoformat(),
+        "file": str(item.path),
+        "state": item.status,
+        "reason": item.last_error if item.problem else None,
+        "size": item.size,
+        "sha256": item.sha256,
+        "attempts": item.attempts,
+        "next_attempt": item.next_attempt,
+        "last_error": item.last_error,
+    }
+
+
+def _find(queue: UploadQueue, what: str) -> QueueItem:
+    try:
+        return queue.find(what)
+    except KeyError as exc:
+        raise CliError(
+            f"{exc.args[0]} — give a file as `emtui upload` lists it", ExitCode.USAGE
+        ) from None
+
+
+def _requeue(queue: UploadQueue, what: str) -> tuple[dict[str, Any], str]:
+    """``--requeue FILE``: hash the file anew, queue it, and say what changed."""
+    from emtui.core.uploadqueue import describe_change
+
+    item = _find(queue, what)
+    try:
+        before, after = queue.requeue(item)
+    except FileNotFoundError:
+        raise CliError(
+            f"cannot requeue {item.path}: the file is gone — take it out of the queue with "
+            f"emtui upload --drop {item.path.name}",
+            ExitCode.UPLOAD,
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot read {item.path}: {exc.strerror or exc}", ExitCode.UPLOAD) from None
+    change = describe_change(before, after.size, after.sha256)
+    doc = {
+        **_item_doc(after),
+        "was": before.status,
+        "changed": (before.size, before.sha256) != (after.size, after.sha256),
+        "before": {"size": before.size, "sha256": before.sha256},
+        "now": {"size": after.size, "sha256": after.sha256},
+    }
+    line = (
+        f"requeued {after.path} (it was {before.status}): {change}; it is sent at the next "
+        f"run (now: emtui upload --retry {after.path.name})"
+    )
+    return doc, line
+
+
+def _send_now(queue: UploadQueue, config: Config, retry: str | None) -> UploadRunResult:
+    """``--now`` / ``--retry FILE|all``: one upload run, then retention."""
+    from emtui.core.uploaders import make_uploader
+    from emtui.core.uploadqueue import ItemState
+    from emtui.core.uploadrun import run_uploads
+
+    target = config.upload.target
+    if not target:
+        raise CliError(
+            "no upload target: set target in the config's [upload] table", ExitCode.CONFIG
+        )
+    only: set[str] | None = None
+    if retry is not None:
+        chosen = queue.queued() if retry == "all" else [_find(queue, retry)]
+        for item in chosen:
+            if item.state is not ItemState.QUEUED:
+                raise CliError(f"{item.path} is {item.status}: nothing to retry", ExitCode.UPLOAD)
+            queue.retry(item)
+        only = {item.key for item in chosen}
+    factory = functools.partial(
+        make_uploader,
+        target,
+        site=config.upload.site,
+        key_file=config.upload.key_file,
+        known_hosts=config.upload.known_hosts,
+        token_file=config.upload.token_file,
+        timeout=config.upload.timeout,
+    )
+    result = run_uploads(queue, factory, force=True, only=only)
+    if result.busy:
+        raise CliError("another upload run is in progress; try again later", ExitCode.UPLOAD)
+    queue.purge(config.upload.retention_days)
+    return result
 
 
 # -- emtui status --------------------------------------------------------------------------------

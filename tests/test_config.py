@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -559,3 +560,48 @@ def test_config_module_does_not_import_ui_or_wire_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+# -- the upload site -----------------------------------------------------------------------------
+
+
+def test_default_site_is_the_host_name_plus_a_stable_machine_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Pis both called raspberrypi get different default sites; one Pi always the same;
+    the machine id is hashed (never shown) and odd host names still give a usable folder."""
+    from emtui.core.uploadtarget import default_site, machine_id
+
+    one = default_site("raspberrypi", "0123456789abcdef0123456789abcdef")
+    assert re.fullmatch(r"raspberrypi-[0-9a-f]{6}", one)
+    assert one == default_site("raspberrypi", "0123456789abcdef0123456789abcdef")
+    assert one != default_site("raspberrypi", "fedcba9876543210fedcba9876543210")
+    assert "0123456789ab" not in one  # hashed, not shown
+    for host in ("Pump House #1.local", "x" * 100, ""):
+        site = default_site(host, "id")
+        assert config_module._check_site(site) is None, site
+    assert UploadConfig().site == default_site()
+    from emtui.core import uploadtarget
+
+    monkeypatch.setattr(uploadtarget, "machine_id", lambda: None)
+    assert default_site("pi") == "pi"  # no id at all: the host name (config check warns)
+    # Where the id comes from: machine-id, else a Pi's CPU serial; an empty one is skipped.
+    ids, cpuinfo = tmp_path / "machine-id", tmp_path / "cpuinfo"
+    ids.write_text("\n")
+    cpuinfo.write_text("processor\t: 0\nSerial\t\t: 10000000abcdef01\n")
+    assert machine_id((ids,), cpuinfo) == "serial:10000000abcdef01"
+    ids.write_text("5f1e2d3c4b5a69788796a5b4c3d2e1f0\n")
+    assert machine_id((ids,), cpuinfo) == "5f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def test_config_check_warns_when_site_is_not_set() -> None:
+    """With an upload target and no site, config check warns and names the default folder;
+    a site that is set gives no such warning."""
+    from emtui.core.uploadtarget import default_site
+
+    unset = check_config(Config(upload=UploadConfig(target="file:///srv/meters")))
+    [warning] = [w for w in unset.warnings if "upload.site" in w]
+    assert "not set" in warning and default_site() in warning
+    named = check_config(Config(upload=UploadConfig(target="file:///srv/meters", site="ph-1")))
+    assert not any("upload.site" in w for w in named.warnings)
+    assert not any("upload.site" in w for w in check_config(Config()).warnings)  # no uploads

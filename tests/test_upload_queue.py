@@ -1,6 +1,7 @@
 """The upload queue, the schedule and upload runs, with an injected clock (design §8).
 
-The uploaders here are fakes: what matters is what the queue records and when runs happen.
+The uploaders here are mostly fakes: what matters is what the queue records and when runs
+happen (the repair tests use a real ``file://`` target and the installed ``emtui upload``).
 Real servers are in test_uploaders.py.
 """
 
@@ -17,9 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import EMTUI
 
 from emtui.core.schedule import Schedule
-from emtui.core.uploaders import UploadConnectionError, UploadError
+from emtui.core.uploaders import UploadConnectionError, UploadError, make_uploader
 from emtui.core.uploadqueue import (
     BACKOFF_CAP,
     RECORD_KEEP_DAYS,
@@ -104,18 +106,38 @@ def test_enqueue_is_idempotent_and_records_the_file(tmp_path: Path) -> None:
     assert UploadQueue(tmp_path / "state").all() == [first]
 
 
-def test_enqueue_after_a_change_requeues_the_new_content(tmp_path: Path) -> None:
-    """If a queued file changes anyway, the new content is what gets sent."""
-    queue = UploadQueue(tmp_path / "state", clock=Clock(1e9))
+def test_a_changed_file_is_never_sent_silently(tmp_path: Path) -> None:
+    """A queued file edited afterwards is neither sent nor re-queued behind anyone's back:
+    queueing it again marks it "changed" (old size and hash kept, the message says both), a
+    run does not send it; a sent file edited afterwards keeps its record and is not deleted."""
+    clock = Clock(1e9)
+    queue = UploadQueue(tmp_path / "state", clock=clock)
+    share = tmp_path / "share"
+    share.mkdir()
     path = make_day_file(tmp_path / "data", 1, date(2024, 3, 4))
-    item = queue.mark_sent(queue.enqueue(path, 1, date(2024, 3, 4)))
+    item = queue.enqueue(path, 1, date(2024, 3, 4))
     with path.open("a") as handle:
         handle.write("late,row,ok,1\n")
     again = queue.enqueue(path, 1, date(2024, 3, 4))
-    assert again.state is ItemState.QUEUED and again.sha256 != item.sha256
-    assert [i.key for i in queue.all()] == [item.key]
-    # The confirmation of the old content cannot mark the new one sent.
-    assert queue.mark_sent(item).state is ItemState.QUEUED
+    assert again.state is ItemState.QUEUED and again.status == "changed"
+    assert (again.size, again.sha256) == (item.size, item.sha256)
+    assert f"size {item.size} → {path.stat().st_size} bytes" in (again.last_error or "")
+    result = run_uploads(queue, lambda: make_uploader(f"file://{share}", site="s"), force=True)
+    assert (result.sent, result.failed) == (0, 1)
+    assert queue.get(item.key).status == "changed"  # type: ignore[union-attr]
+    assert not any(share.rglob("*.csv"))
+    # A sent file edited later: still sent, and retention does not delete the edited copy.
+    other = make_day_file(tmp_path / "data", 2, date(2024, 3, 4))
+    sent = queue.mark_sent(queue.enqueue(other, 2, date(2024, 3, 4)))
+    other.write_text("edited\n")
+    assert queue.enqueue(other, 2, date(2024, 3, 4)).state is ItemState.SENT
+    clock.t += 10 * DAY
+    assert queue.purge(1) == [] and other.exists()
+    assert queue.get(sent.key).problem == "changed"  # type: ignore[union-attr]
+    # The confirmation of old content cannot mark a requeued file sent.
+    before, after = queue.requeue(again)
+    assert after.sha256 != before.sha256
+    assert queue.mark_sent(before).state is ItemState.QUEUED
 
 
 def test_enqueue_rejects_odd_file_names(tmp_path: Path) -> None:
@@ -508,3 +530,138 @@ def test_failed_files_are_retried_with_backoff_between_scheduled_runs(tmp_path: 
     clock.t = ts("2024-03-06T14:00:00")
     assert sched.step() is not None
     assert not path.exists()  # … and the purge after the next run deletes it
+
+
+# ------------------------------------------------------------------------------ queue repair
+
+
+def test_a_corrupt_record_comes_back_without_a_restart(tmp_path: Path) -> None:
+    """An unreadable record is moved aside and its day queued again from the data folder on
+    the scheduler's next pass, by the same process (no restart), then sent at the next run;
+    files without any record (today's, or others) are left to the logger."""
+    clock = Clock(ts("2024-03-06T10:00:00"))
+    queue = UploadQueue(tmp_path / "state", clock=clock)
+    data = tmp_path / "data"
+    day = date(2024, 3, 4)
+    kept = queue.enqueue(make_day_file(data, 1, day), 1, day)
+    lost = queue.enqueue(make_day_file(data, 2, day), 2, day)
+    today = make_day_file(data, 2, date(2024, 3, 6))  # still being written: never queued
+    make_day_file(data, 3, day)  # never queued: the logger's start-up scan queues such files
+    record = tmp_path / "state" / "queue" / f"{lost.key}.json"
+    record.write_bytes(b'{"key": "half a rec')
+    sent: list[str] = []
+    sched = UploadScheduler(
+        queue,
+        Schedule(tz=UTC),
+        lambda: FakeUploader(sent),
+        clock=clock,
+        data_dir=data,
+    )
+    sched.step()  # 10:00: no run due yet, but the lost day is back
+    assert [i.key for i in queue.queued()] == [kept.key, lost.key]
+    assert queue.is_queued(2, day) and not queue.is_queued(2, date(2024, 3, 6))
+    assert list((tmp_path / "state" / "corrupt").iterdir())  # kept for a post-mortem
+    clock.t = ts("2024-03-06T14:00:01")
+    assert sched.step() is not None
+    assert sorted(sent) == [kept.remote_rel, lost.remote_rel]
+    assert today.exists() and len(queue.all()) == 2
+
+
+def test_drop_requeue_and_retry_in_the_queue(tmp_path: Path) -> None:
+    """drop keeps the file and its day closed, and neither rebuild nor enqueue brings it back;
+    requeue does, with the new content; a deleted file can be dropped but not requeued."""
+    clock = Clock(ts("2024-03-06T10:00:00"))
+    queue = UploadQueue(tmp_path / "state", clock=clock)
+    data = tmp_path / "data"
+    day = date(2024, 3, 4)
+    path = make_day_file(data, 1, day)
+    item = queue.enqueue(path, 1, day)
+    dropped = queue.drop(queue.find(path.name))
+    assert dropped.status == "dropped" and path.exists()
+    assert queue.queued() == [] and queue.is_queued(1, day)
+    assert queue.rebuild(data, date(2024, 3, 6)) == []
+    assert queue.enqueue(path, 1, day).state is ItemState.DROPPED
+    path.write_text("edited\n")
+    before, after = queue.requeue(queue.find(str(path)))
+    assert before.sha256 == item.sha256 and after.sha256 != item.sha256
+    assert [i.key for i in queue.queued()] == [item.key]
+    failed = queue.mark_failed(after, "down")
+    assert queue.retry(failed).next_attempt == clock.t
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        queue.requeue(after)
+    with pytest.raises(KeyError, match="no file"):
+        queue.find("meter_9_2024-03-04.csv")
+    queue.drop(after)
+    assert queue.queued() == []
+
+
+def emtui(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed emtui."""
+    return subprocess.run([*EMTUI, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_emtui_upload_repairs_the_queue(tmp_path: Path) -> None:
+    """emtui upload lists state and reason; a corrupt record's day is back; an edited file is
+    not sent but flagged, --requeue says what changed (size and hash, before and now) and
+    --retry sends it; a deleted file cannot be requeued but --drop removes it; a wrong FILE
+    is a usage error (exit 2)."""
+    share, state, data = tmp_path / "share", tmp_path / "state", tmp_path / "data"
+    share.mkdir()
+    config = tmp_path / "emtui.toml"
+    config.write_text(
+        f'[logging]\ndata_dir = "{data}"\n[upload]\ntarget = "file://{share}"\nsite = "ph1"\n'
+    )
+    queue = UploadQueue(state)
+    days = [date(2024, 3, d) for d in (1, 2, 3)]
+    paths = [make_day_file(data, 1, d) for d in days]
+    items = [queue.enqueue(p, 1, d) for p, d in zip(paths, days, strict=True)]
+    (state / "queue" / f"{items[0].key}.json").write_text("not json")
+    base = ["upload", "--config", str(config), "--state-dir", str(state)]
+
+    listed = emtui(*base, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [q["file"] for q in json.loads(listed.stdout)["queued"]] == [str(p) for p in paths]
+
+    old_size = paths[1].stat().st_size
+    with paths[1].open("a") as handle:
+        handle.write("edited by hand\n")
+    paths[2].unlink()
+    run = emtui(*base, "--now", "--json")
+    assert run.returncode == 8, run.stderr
+    doc = json.loads(run.stdout)
+    states = {q["file"]: (q["state"], q["reason"]) for q in doc["queued"]}
+    assert states[str(paths[1])][0] == "changed" and "changed since" in states[str(paths[1])][1]
+    assert states[str(paths[2])][0] == "missing" and "gone" in states[str(paths[2])][1]
+    assert str(paths[0]) not in states
+    landed = sorted(p.name for p in share.rglob("*.csv"))
+    assert landed == [paths[0].name]  # the edited one was not sent
+
+    text = emtui(*base)
+    assert "changed     meter 1  2024-03-02" in text.stdout
+    assert "missing     meter 1  2024-03-03" in text.stdout
+
+    requeued = emtui(*base, "--requeue", paths[1].name)
+    assert requeued.returncode == 0, requeued.stderr
+    new_size = paths[1].stat().st_size
+    assert f"size {old_size} → {new_size} bytes" in requeued.stdout
+    assert f"sha256 {items[1].sha256[:12]}… → " in requeued.stdout
+
+    gone = emtui(*base, "--requeue", str(paths[2]))
+    assert gone.returncode == 8 and "--drop" in gone.stderr
+    dropped = emtui(*base, "--drop", str(paths[2]), "--json")
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(dropped.stdout)["dropped"]["was"] == "missing"
+
+    retried = emtui(*base, "--retry", str(paths[1]), "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout) == {
+        "run": {"summary": "1 sent", "ok": True},
+        "queued": [],
+    }
+    arrived = share / "ph1" / "meter_1" / paths[1].name
+    assert arrived.read_bytes() == paths[1].read_bytes()
+
+    wrong = emtui(*base, "--retry", "meter_7_2024-03-01.csv")
+    assert wrong.returncode == 2 and "no file in the upload queue" in wrong.stderr
+    assert "nothing queued" in emtui(*base).stdout  # the dropped file does not come back

@@ -2,7 +2,8 @@
 
 - ``file://`` into a temporary folder;
 - ``https://``: ``http.server`` in a thread behind TLS with a throwaway CA (trustme); its PUT
-  handler checks the bearer token and the hash and stores the bodies;
+  handler checks the bearer token and the hash, honours ``If-None-Match: *`` and stores the
+  bodies; HEAD/GET show them; a "lying" mode answers 200 text/html and stores nothing;
 - ``sftp://``: asyncssh's SFTP server in-process (its own loop on a thread, rooted in a temporary
   folder), and once OpenSSH's sshd started by the test.
 
@@ -34,15 +35,19 @@ import asyncssh
 import pytest
 import trustme
 
+from emtui.core.config import Config, UploadConfig, validate_config
 from emtui.core.schedule import Schedule
 from emtui.core.uploaders import (
+    LocalFileChanged,
+    UploadCollision,
     UploadConnectionError,
     Uploader,
-    UploadError,
+    UploadUnconfirmed,
     make_uploader,
 )
 from emtui.core.uploadqueue import ItemState, UploadQueue
 from emtui.core.uploadrun import UploadScheduler, run_uploads
+from emtui.core.uploadtarget import PLAIN_HTTP_RULE
 
 SITE = "pump-house"
 TOKEN = "s3cret-token-for-tests"
@@ -96,13 +101,18 @@ class PutServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, root: Path, ctx: ssl.SSLContext) -> None:
+    def __init__(self, port: int, root: Path, ctx: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", port), PutHandler)
-        self.socket = ctx.wrap_socket(self.socket, server_side=True)
+        if ctx is not None:  # None: plain http (the loopback-only test)
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
         self.root = root
         self.cut_next = False
         self.conflict_if_exists = False
+        self.lying = False  # answer every request 200 text/html and store nothing
+        self.echo = True  # echo X-Content-SHA256 on PUT
+        self.head_hash = True  # show X-Content-SHA256 on HEAD
         self.puts: list[str] = []
+        self.if_none_match: list[str | None] = []
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -130,11 +140,54 @@ class PutHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def lie(self) -> None:
+        body = b"<html><body>OK</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def target(self) -> Path:
+        target = self.server.root / self.path.lstrip("/")
+        assert ".." not in target.parts
+        return target
+
+    def do_HEAD(self) -> None:
+        if self.server.lying:
+            self.lie()
+            return
+        target = self.target()
+        if not target.is_file():
+            self.reply(404)
+            return
+        self.send_response(200)
+        if self.server.head_hash:
+            self.send_header("X-Content-SHA256", sha(target.read_bytes()))
+        self.send_header("Content-Length", str(target.stat().st_size))
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.server.lying:
+            self.lie()
+            return
+        target = self.target()
+        if not target.is_file():
+            self.reply(404)
+            return
+        self.reply(200, body=target.read_bytes())
+
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self.rfile.read(length)
             self.reply(401)
+            return
+        self.server.if_none_match.append(self.headers.get("If-None-Match"))
+        if self.server.lying:
+            self.rfile.read(length)
+            self.lie()
             return
         if self.server.cut_next:  # the connection drops half way through the body
             self.server.cut_next = False
@@ -147,17 +200,19 @@ class PutHandler(http.server.BaseHTTPRequestHandler):
         if sha(body) != claimed:
             self.reply(400, body=b"hash mismatch")
             return
-        target = self.server.root / self.path.lstrip("/")
-        assert ".." not in target.parts
+        target = self.target()
         self.server.puts.append(self.path)
         if target.exists() and self.server.conflict_if_exists:
             self.reply(409, digest=sha(target.read_bytes()), body=b"exists")
+            return
+        if target.exists() and self.headers.get("If-None-Match") == "*":
+            self.reply(412, digest=sha(target.read_bytes()))
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.upload")
         tmp.write_bytes(body)
         tmp.replace(target)
-        self.reply(201, digest=sha(body))
+        self.reply(201, digest=sha(body) if self.server.echo else None)
 
 
 @pytest.fixture(scope="module")
@@ -300,8 +355,9 @@ def sftp_uploader(server: SftpServer, tmp_path: Path, **kwargs: Any) -> Uploader
 # ------------------------------------------------------------------------------------ file://
 
 
-def test_file_round_trip_and_replace(tmp_path: Path) -> None:
-    """file:// lands at <base>/<site>/meter_<id>/<file>; a second send replaces it cleanly."""
+def test_file_round_trip_resend_and_never_replace(tmp_path: Path) -> None:
+    """file:// lands at <base>/<site>/meter_<id>/<file>; sending it again is harmless; a
+    different file of the same name already there is kept, the upload reports a collision."""
     base = tmp_path / "share"
     base.mkdir()
     path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
@@ -309,10 +365,55 @@ def test_file_round_trip_and_replace(tmp_path: Path) -> None:
     digest = upload_file(uploader, path)
     final = f"{SITE}/meter_1/{path.name}"
     assert remote_files(base) == {final: digest}
-    path.write_text("changed\n")
-    digest = upload_file(uploader, path)
+    upload_file(uploader, path)  # the same file again: fine, nothing changes
     assert remote_files(base) == {final: digest}
+    path.write_text("changed\n")
+    with pytest.raises(UploadCollision, match="already holds a different file") as refused:
+        upload_file(uploader, path)
+    assert "not replaced" in str(refused.value)
+    assert remote_files(base) == {final: digest}  # the server's copy stays, no leftovers
     uploader.close()
+
+
+def test_file_collision_keeps_both_and_the_file_queued(tmp_path: Path) -> None:
+    """Through the queue: a different file of the same name on the target is a collision,
+    reported in the run and on the record; the local file stays queued; both copies remain."""
+    base = tmp_path / "share"
+    path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+    theirs = base / SITE / "meter_1" / path.name
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("another Pi's file of the same name\n")
+    queue = UploadQueue(tmp_path / "state", clock=lambda: 1e9)
+    queue.enqueue(path, 1, date(2024, 3, 4))
+    result = run_uploads(queue, lambda: make_uploader(f"file://{base}", site=SITE))
+    assert (result.sent, result.failed) == (0, 1)
+    assert "different file" in result.errors[0]
+    [item] = queue.all()
+    assert item.state is ItemState.QUEUED and item.status == "collision"
+    assert theirs.read_text() == "another Pi's file of the same name\n"
+    assert path.exists() and sha(path.read_bytes()) == item.sha256
+    queue.purge(0)
+    assert path.exists()  # never deleted while unconfirmed
+
+
+def test_file_collision_race_after_the_check(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file that appears at the final name after the check (another writer) is still not
+    replaced: the final step is a hard link, which fails if the name exists."""
+    base = tmp_path / "share"
+    base.mkdir()
+    path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+    theirs = base / SITE / "meter_1" / path.name
+    real_link = os.link
+
+    def link_after_intruder(src: Any, dst: Any, **kwargs: Any) -> None:
+        Path(dst).write_text("written in between\n")
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", link_after_intruder)
+    with pytest.raises(UploadCollision):
+        upload_file(make_uploader(f"file://{base}", site=SITE), path)
+    assert theirs.read_text() == "written in between\n"
+    assert list(theirs.parent.iterdir()) == [theirs]  # no temporary file left
 
 
 def test_file_target_checks(tmp_path: Path) -> None:
@@ -325,9 +426,12 @@ def test_file_target_checks(tmp_path: Path) -> None:
     (tmp_path / "share").mkdir()
     uploader = make_uploader(f"file://{tmp_path / 'share'}", site=SITE)
     data = path.read_bytes()
-    with pytest.raises(UploadError, match="changed since it was queued"):
+    with pytest.raises(LocalFileChanged, match="changed since it was queued"):
         uploader.upload(path, f"meter_1/{path.name}", sha(data + b"x"), len(data))
     assert remote_files(tmp_path / "share") == {}
+    with pytest.raises(LocalFileChanged, match="gone") as gone:
+        uploader.upload(tmp_path / "absent.csv", "meter_1/absent.csv", sha(data), len(data))
+    assert gone.value.problem == "missing"
     for bad in ("ftp://host/x", "file://server/share", "https://user:pw@host/x"):
         with pytest.raises(ValueError):
             make_uploader(bad, site=SITE, token_file=tmp_path / "t")
@@ -352,19 +456,101 @@ def https_uploader(server: PutServer, token_file: Path, ca_file: Path | None) ->
 def test_https_put_with_token_and_hash(
     https: PutServer, token_file: Path, tls: tuple[ssl.SSLContext, Path], tmp_path: Path
 ) -> None:
-    """PUT /upload/<site>/meter_<id>/<file> with the bearer token; the server stores it."""
+    """PUT /upload/<site>/meter_<id>/<file> with the bearer token and If-None-Match: *; the
+    server stores it. Again: 412/409 with the same hash counts as there; with another hash it
+    is a collision and the server's copy is not replaced."""
     path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
     uploader = https_uploader(https, token_file, tls[1])
     digest = upload_file(uploader, path)
     assert https.puts == [f"/upload/{SITE}/meter_1/{path.name}"]
-    assert remote_files(https.root) == {f"upload/{SITE}/meter_1/{path.name}": digest}
-    # Sending again is harmless: a server answering 409 with the same hash counts as sent.
+    assert https.if_none_match == ["*"]
+    stored = {f"upload/{SITE}/meter_1/{path.name}": digest}
+    assert remote_files(https.root) == stored
+    upload_file(uploader, path)  # 412 with the same hash: already there
     https.conflict_if_exists = True
-    upload_file(uploader, path)
+    upload_file(uploader, path)  # 409 with the same hash: already there
+    original = path.read_bytes()
     path.write_text("other content\n")
-    with pytest.raises(UploadError, match="409"):
+    with pytest.raises(UploadCollision, match="409"):
         upload_file(uploader, path)
+    https.conflict_if_exists = False
+    with pytest.raises(UploadCollision, match="412"):
+        upload_file(uploader, path)
+    assert remote_files(https.root) == stored
+    assert sha(original) == digest
     uploader.close()
+
+
+def test_https_200_that_stores_nothing_stays_unconfirmed(
+    https: PutServer, token_file: Path, tls: tuple[ssl.SSLContext, Path], tmp_path: Path
+) -> None:
+    """A server answering 200 text/html that stores nothing confirms nothing: the file stays
+    queued as "unconfirmed" and retention keeps it; once the server is fixed the file is
+    confirmed, and only then does retention delete the local copy."""
+    t = [1e9]
+    queue = UploadQueue(tmp_path / "state", clock=lambda: t[0])
+    path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+    queue.enqueue(path, 1, date(2024, 3, 4))
+    https.lying = True
+    with pytest.raises(UploadUnconfirmed, match="sent, unconfirmed"):
+        upload_file(https_uploader(https, token_file, tls[1]), path)
+    for _ in range(2):  # retried, never confirmed
+        result = run_uploads(queue, lambda: https_uploader(https, token_file, tls[1]), force=True)
+        assert (result.sent, result.failed) == (0, 1)
+        [item] = queue.all()
+        assert item.state is ItemState.QUEUED and item.status == "unconfirmed"
+        assert "unconfirmed" in (item.last_error or "")
+        t[0] += 40 * 86400
+        assert queue.purge(0) == [] and path.exists()
+    assert remote_files(https.root) == {}
+    https.lying = False  # fixed
+    result = run_uploads(queue, lambda: https_uploader(https, token_file, tls[1]), force=True)
+    assert result.sent == 1
+    [item] = queue.all()
+    assert item.state is ItemState.SENT and item.problem is None
+    assert remote_files(https.root) == {f"upload/{SITE}/meter_1/{path.name}": item.sha256}
+    t[0] += 1
+    assert [i.key for i in queue.purge(0)] == [item.key]
+    assert not path.exists()
+
+
+def test_https_confirmed_by_head_or_get_when_not_echoed(
+    https: PutServer, token_file: Path, tls: tuple[ssl.SSLContext, Path], tmp_path: Path
+) -> None:
+    """A server that stores the file but echoes no hash on PUT: a HEAD showing the hash, or
+    else a GET of the same bytes, confirms it."""
+    uploader = https_uploader(https, token_file, tls[1])
+    https.echo = False
+    first = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+    upload_file(uploader, first)  # HEAD shows X-Content-SHA256
+    https.head_hash = False
+    second = day_file(tmp_path / "data", 1, date(2024, 3, 5))
+    upload_file(uploader, second)  # HEAD shows nothing: the GET body is hashed
+    assert len(remote_files(https.root)) == 2
+    uploader.close()
+
+
+def test_plain_http_only_to_loopback_in_both_places(tmp_path: Path, token_file: Path) -> None:
+    """config check and the uploader apply one rule: http:// to a loopback host is accepted
+    by both (and works), http:// elsewhere is refused by both with the same reason."""
+    server = PutServer(free_port(), tmp_path / "www", None)
+    try:
+        target = f"http://127.0.0.1:{server.server_address[1]}/upload"
+        assert validate_config(Config(upload=UploadConfig(target=target))) == []
+        uploader = make_uploader(target, site=SITE, token_file=token_file, timeout=10.0)
+        digest = upload_file(uploader, day_file(tmp_path / "data", 1, date(2024, 3, 4)))
+        uploader.close()
+        assert list(remote_files(server.root).values()) == [digest]
+    finally:
+        server.stop()
+    for remote in ("http://central.example.net/x", "http://10.0.0.5/x", "http://localhost.evil/x"):
+        [problem] = validate_config(Config(upload=UploadConfig(target=remote)))
+        assert PLAIN_HTTP_RULE in problem, remote
+        with pytest.raises(ValueError, match="only to this machine"):
+            make_uploader(remote, site=SITE, token_file=token_file)
+    for loopback in ("http://localhost:8080/x", "http://127.0.0.2/x", "http://[::1]:81/x"):
+        assert validate_config(Config(upload=UploadConfig(target=loopback))) == [], loopback
+        make_uploader(loopback, site=SITE, token_file=token_file).close()
 
 
 def test_https_rejections_are_clear_and_hide_the_token(
@@ -409,17 +595,87 @@ def test_https_upload_cut_off_half_way(
 # ------------------------------------------------------------------------------------ sftp://
 
 
-def test_sftp_round_trip_replace_and_no_leftovers(sftp: SftpServer, tmp_path: Path) -> None:
-    """Upload under a temporary name, verify, posix-rename over an existing file."""
+def test_sftp_round_trip_resend_and_never_replace(sftp: SftpServer, tmp_path: Path) -> None:
+    """Upload under a temporary name, verify, link into place; sending it again is harmless;
+    a different file of the same name already there is kept and the upload reports it."""
     path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
     uploader = sftp_uploader(sftp, tmp_path)
     final = f"data/{SITE}/meter_1/{path.name}"
     digest = upload_file(uploader, path)
     assert remote_files(sftp.root) == {final: digest}
-    path.write_text("replaced\n")
-    digest = upload_file(uploader, path)
+    upload_file(uploader, path)
     assert remote_files(sftp.root) == {final: digest}
+    path.write_text("replaced\n")
+    with pytest.raises(UploadCollision, match="not replaced"):
+        upload_file(uploader, path)
+    assert remote_files(sftp.root) == {final: digest}  # kept, and no temporary file left
     uploader.close()
+
+
+def test_sftp_collision_keeps_both_and_the_file_queued(sftp: SftpServer, tmp_path: Path) -> None:
+    """Through the queue: another file of that name on the server stays; the run reports the
+    collision; the local file stays queued (and is not deleted by retention)."""
+    path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+    theirs = sftp.root / "data" / SITE / "meter_1" / path.name
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("another Pi's day\n")
+    queue = UploadQueue(tmp_path / "state", clock=lambda: 1e9)
+    queue.enqueue(path, 1, date(2024, 3, 4))
+    result = run_uploads(queue, lambda: sftp_uploader(sftp, tmp_path))
+    assert (result.sent, result.failed) == (0, 1)
+    assert "different file" in result.errors[0]
+    [item] = queue.all()
+    assert item.state is ItemState.QUEUED and item.status == "collision"
+    assert theirs.read_text() == "another Pi's day\n"
+    queue.purge(0)
+    assert path.exists()
+
+
+class IntruderBeforeLink(asyncssh.SFTPServer):
+    """Someone else writes the final name just after our check, before our link."""
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        Path(self.map_path(newpath).decode()).write_text("written in between\n")
+        super().link(oldpath, newpath)
+
+
+class NoHardlinks(asyncssh.SFTPServer):
+    """A server without hardlink@openssh.com: the client falls back to a plain rename."""
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("no hard links here")
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        raise AssertionError("posix-rename replaces files: it must not be used")
+
+
+@pytest.mark.parametrize("server_class", [IntruderBeforeLink, NoHardlinks])
+def test_sftp_race_after_the_check_does_not_replace(
+    server_class: type[asyncssh.SFTPServer], ssh_keys: SshKeys, tmp_path: Path
+) -> None:
+    """The final step never replaces: a hard link (fails if the name exists), or without it a
+    plain SFTP rename (never overwrites). A file that appears after the check is kept and the
+    upload reports a collision; without a rival the upload still works."""
+    server = SftpServer(tmp_path / "root", ssh_keys, sftp_class=server_class).start()
+    try:
+        uploader = sftp_uploader(server, tmp_path)
+        path = day_file(tmp_path / "data", 1, date(2024, 3, 4))
+        final = server.root / "data" / SITE / "meter_1" / path.name
+        if server_class is IntruderBeforeLink:
+            with pytest.raises(UploadCollision):
+                upload_file(uploader, path)
+            assert final.read_text() == "written in between\n"
+        else:
+            digest = upload_file(uploader, path)
+            assert remote_files(server.root) == {f"data/{SITE}/meter_1/{path.name}": digest}
+            final.write_text("theirs\n")
+            with pytest.raises(UploadCollision):
+                upload_file(uploader, path)
+            assert final.read_text() == "theirs\n"
+        assert [p.name for p in final.parent.iterdir()] == [path.name]  # no temporary left
+        uploader.close()
+    finally:
+        server.stop()
 
 
 def test_sftp_host_key_must_be_known(sftp: SftpServer, tmp_path: Path) -> None:
@@ -710,7 +966,8 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
 
 
 def test_sftp_end_to_end_with_openssh(sshd: tuple[int, Path, Path], tmp_path: Path) -> None:
-    """A real OpenSSH server: upload, replace, verify the bytes on disk."""
+    """A real OpenSSH server: upload, send again (harmless), a different file of the same name
+    is refused and the server's copy kept; verify the bytes on disk."""
     port, key, known_hosts = sshd
     remote = tmp_path / "remote"
     remote.mkdir()
@@ -726,8 +983,11 @@ def test_sftp_end_to_end_with_openssh(sshd: tuple[int, Path, Path], tmp_path: Pa
         digest = upload_file(uploader, path)
         final = f"{SITE}/meter_1/{path.name}"
         assert remote_files(remote) == {final: digest}
+        upload_file(uploader, path)
+        assert remote_files(remote) == {final: digest}
         path.write_text("second version\n")
-        digest = upload_file(uploader, path)
+        with pytest.raises(UploadCollision, match="not replaced"):
+            upload_file(uploader, path)
         assert remote_files(remote) == {final: digest}
     finally:
         uploader.close()

@@ -62,7 +62,6 @@ import difflib
 import json
 import os
 import re
-import socket
 import stat
 import tomllib
 import urllib.parse
@@ -75,6 +74,7 @@ import platformdirs
 
 from emtui.core.ids import MAX_ID, MIN_ID
 from emtui.core.registers import MapError, RegisterEntry, RegisterMap, load_map
+from emtui.core.uploadtarget import PLAIN_HTTP_RULE, default_site, plain_http_allowed
 
 if TYPE_CHECKING:
     from emtui.core.link import ConnectionSettings
@@ -248,9 +248,10 @@ class UploadConfig:
     """Days local copies of sent files are kept after the server confirmed them; 0 deletes
     them as soon as they are confirmed. Unsent files are never deleted."""
 
-    site: str = field(default_factory=socket.gethostname)
-    """This site's folder name on the server (default the host name), so several Pis never
-    collide. Letters, digits, ``.``, ``_`` and ``-``."""
+    site: str = field(default_factory=default_site)
+    """This site's folder name on the server, so several Pis never collide. Default: the host
+    name plus a short stable machine id (``raspberrypi-3f9a1c``; ``config check`` warns to set
+    a real name). Letters, digits, ``.``, ``_`` and ``-``."""
 
     key_file: Path | None = None
     """SFTP private key file (a secret: only its path is ever shown)."""
@@ -608,6 +609,12 @@ def check_config(config: Config) -> ConfigReport:
             )
         if upload.token_file is not None:
             warn("upload.token_file", "is not used by an sftp target")
+    if upload.target is not None and upload.site == default_site():
+        warn(
+            "upload.site",
+            f"not set: files go to the default folder {upload.site!r} (host name + machine "
+            f'id) — set site to a name for this installation, e.g. site = "pumphouse-1"',
+        )
     if upload.target is not None and scheme in ("https", "http"):
         if upload.token_file is None:
             warn("upload.token_file", "not set for an https target: requests carry no token")
@@ -933,13 +940,10 @@ def _check_target(value: Any) -> str | None:
         parts.port  # noqa: B018 - parsing it raises ValueError when it is not a number
     except ValueError:
         return f"{shown} has a bad port number — use {_TARGET_FORMS}"
-    if scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        scheme = "https"  # plain http to this machine: for tests of the uploader
+    if scheme == "http" and plain_http_allowed(parts.hostname):
+        scheme = "https"  # plain http to this machine, for testing: the uploader agrees
     elif scheme == "http":
-        return (
-            "http:// would send the bearer token in clear — use https:// "
-            "(http:// is accepted for localhost only)"
-        )
+        return f"{shown}: {PLAIN_HTTP_RULE}"
     if scheme not in UPLOAD_SCHEMES:
         what = f"scheme {scheme!r}" if scheme else "no scheme"
         return f"{shown} has {what} — use {_TARGET_FORMS}"

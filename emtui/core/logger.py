@@ -340,7 +340,11 @@ class UploadThread(threading.Thread):
             timeout=upload.timeout,
         )
         self.scheduler = UploadScheduler(
-            queue, Schedule(upload.schedule), factory, retention_days=upload.retention_days
+            queue,
+            Schedule(upload.schedule),
+            factory,
+            retention_days=upload.retention_days,
+            data_dir=config.logging.data_dir,
         )
         self.stop_event = stop
         self.report = report

@@ -3,20 +3,36 @@
 Three targets, one contract: :meth:`Uploader.upload` returns only once the file is confirmed
 at ``<base>/<site>/<remote_rel>`` (``remote_rel`` is ``meter_<id>/<file name>``) with the
 size and SHA-256 that were recorded when the file was queued, and raises :class:`UploadError`
-otherwise. Every target writes under a temporary name and renames into place, so the final
-name only ever holds a complete, verified file, and sending a file twice is harmless.
+otherwise. Every target writes under a temporary name and moves it into place without ever
+replacing a file already there: sending the same file twice is harmless (the copy there is
+checked and counts as confirmed), and a *different* file of the same name is never
+overwritten - the upload is refused with :class:`UploadCollision`, both copies are kept (the
+server's at its name, ours queued locally) and the message says so.
 
 - ``sftp://user@host[:port]/base`` - asyncssh; key authentication only, the host key must be
-  in a known_hosts file (never accepted blindly); size checked by stat, content by reading it
-  back; renamed with ``posix-rename@openssh.com`` so an existing file is replaced.
-- ``https://host[:port]/base`` - httpx; ``PUT`` with a bearer token read from a file and an
-  ``X-Content-SHA256`` header; any 2xx confirms; 409/412 showing the same hash means the file
-  is already there. TLS is verified (system CAs, or a given CA file).
-- ``file:///path`` - a mounted share or local folder: copy, fsync, rename, fsync the folder.
+  in a known_hosts file (never accepted blindly). An existing file is stat'ed and read back
+  first; the temporary file is checked by stat and reading back, then hard-linked to the
+  final name (``hardlink@openssh.com``, which fails if the name exists, so a file created
+  meanwhile by someone else is not replaced either; it is then read and compared). Servers
+  without that extension get a plain SFTP rename, which never overwrites.
+  ``posix-rename@openssh.com`` is not used: it replaces.
+- ``https://host[:port]/base`` - httpx; ``PUT`` with a bearer token read from a file, an
+  ``X-Content-SHA256`` header and ``If-None-Match: *``. A 2xx alone confirms nothing: the
+  server must echo the same hash in ``X-Content-SHA256``, or a following ``HEAD`` (that
+  header) or ``GET`` (the body's hash) must show it; otherwise :class:`UploadUnconfirmed`
+  ("sent, unconfirmed": kept queued and retried, never deleted). 409/412 with the same hash
+  means the file is already there; with another one it is a collision. TLS is verified
+  (system CAs, or a given CA file). Plain ``http://`` only to a loopback host (testing),
+  by the same rule ``config check`` applies (:func:`~emtui.core.uploadtarget.plain_http_allowed`).
+- ``file:///path`` - a mounted share or local folder: copy, fsync, read back, hard-link into
+  place (fails if the name exists), fsync the folder. On a share without hard links the
+  final name is checked just before a rename: only a second writer into this same site's
+  folder in that instant could slip in between.
 
 Connection-level failures (unreachable, refused, TLS or host key rejected, authentication
 failed) raise :class:`UploadConnectionError`, which tells the run to stop early and back off
-everything; other failures concern one file. Tokens and key contents are never logged or put
+everything; other failures concern one file. Each error class names its ``problem`` (what the
+queue records and ``emtui upload`` shows). Tokens and key contents are never logged or put
 into error messages.
 """
 
@@ -25,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -44,6 +61,7 @@ if TYPE_CHECKING:
     import asyncssh
 
 from emtui.core.durable import fsync_dir, write_new_file
+from emtui.core.uploadtarget import PLAIN_HTTP_RULE, plain_http_allowed
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +73,47 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class UploadError(Exception):
     """An upload failed; the file is not confirmed at the destination (message says why)."""
 
+    problem = "failed"
+    """What the queue records as the reason the file is still queued."""
+
 
 class UploadConnectionError(UploadError):
     """The destination cannot be used at all (down, refused, rejected credentials or keys).
 
     Every other file would fail the same way, so the run stops and backs everything off.
     """
+
+    problem = "unreachable"
+
+
+class UploadCollision(UploadError):
+    """A different file of the same name is already at the destination: it was not replaced.
+
+    Both copies are kept; the local one stays queued until a person resolves it (moves the
+    server's copy away, or drops the file from the queue with ``emtui upload --drop``).
+    """
+
+    problem = "collision"
+
+
+class UploadUnconfirmed(UploadError):
+    """The file was sent but the server did not prove it holds it ("sent, unconfirmed").
+
+    It stays queued and is retried; it is never deleted locally on the strength of this.
+    """
+
+    problem = "unconfirmed"
+
+
+class LocalFileChanged(UploadError):
+    """The local file is no longer what was queued (edited, or gone): it is not sent.
+
+    ``problem`` is ``"changed"`` or ``"missing"``; ``emtui upload --requeue``/``--drop`` act.
+    """
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class Uploader(Protocol):
@@ -94,9 +147,9 @@ def make_uploader(
 
     Args:
         target: ``sftp://user@host[:port]/base``, ``https://host[:port]/base`` or
-            ``file:///path``.
-        site: This Pi's folder on the server (the host name by default), so several Pis never
-            collide.
+            ``file:///path`` (``http://`` to a loopback host only, for testing).
+        site: This Pi's folder on the server (by default the host name plus a short machine
+            id, :func:`~emtui.core.uploadtarget.default_site`), so several Pis never collide.
         key_file: SSH private key for sftp (default: the user's keys in ``~/.ssh``).
         known_hosts: known_hosts file for sftp (default ``~/.ssh/known_hosts``).
         token_file: File holding the bearer token for https (required there).
@@ -119,13 +172,15 @@ def make_uploader(
         if not base.startswith("/"):
             raise ValueError(f"file:// target {target!r} needs an absolute path")
         return FileUploader(Path(base), site=site)
-    if scheme == "https":
+    if scheme == "http" and not plain_http_allowed(parts.hostname):
+        raise ValueError(f"upload target {target!r}: {PLAIN_HTTP_RULE}")
+    if scheme in ("https", "http"):
         if not parts.hostname:
-            raise ValueError(f"https:// target {target!r} has no host")
+            raise ValueError(f"{scheme}:// target {target!r} has no host")
         if parts.username or parts.password:
-            raise ValueError("https:// target must not carry credentials: use token_file")
+            raise ValueError(f"{scheme}:// target must not carry credentials: use token_file")
         if token_file is None:
-            raise ValueError("https:// upload needs a token file (bearer token)")
+            raise ValueError(f"{scheme}:// upload needs a token file (bearer token)")
         return HttpsUploader(
             target.rstrip("/"),
             site=site,
@@ -155,6 +210,11 @@ def make_uploader(
     raise ValueError(f"unsupported upload target {target!r}: use sftp://, https:// or file://")
 
 
+def describe_digest(size: int, sha256: str) -> str:
+    """``1234 bytes, sha256 0123456789ab…`` for messages (a short hash is enough to compare)."""
+    return f"{size} bytes, sha256 {sha256[:12]}…"
+
+
 # --------------------------------------------------------------------------- shared checks
 
 
@@ -177,14 +237,31 @@ def _read_verified(local: Path, sha256: str, size: int) -> bytes:
     """The local file's bytes, checked against what was recorded when it was queued."""
     try:
         data = local.read_bytes()
+    except FileNotFoundError:
+        raise LocalFileChanged(
+            f"{local} is gone since it was queued; not sending anything "
+            "(emtui upload --drop FILE removes it from the queue)",
+            "missing",
+        ) from None
     except OSError as exc:
         raise UploadError(f"cannot read {local}: {exc.strerror or exc}") from None
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise UploadError(
-            f"{local} changed since it was queued "
-            f"(size {len(data)}, expected {size}); not sending it"
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != size or digest != sha256.lower():
+        raise LocalFileChanged(
+            f"{local} changed since it was queued (was {describe_digest(size, sha256)}, now "
+            f"{describe_digest(len(data), digest)}); not sending it "
+            "(emtui upload --requeue FILE sends the new content, --drop FILE drops it)",
+            "changed",
         )
     return data
+
+
+def _collision(where: str, remote_sha: str | None, sha256: str) -> UploadCollision:
+    theirs = f"sha256 {remote_sha[:12]}…" if remote_sha else "content not shown"
+    return UploadCollision(
+        f"{where} already holds a different file ({theirs}, ours sha256 {sha256[:12]}…): "
+        "not replaced; both are kept and the local file stays queued"
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -207,28 +284,64 @@ class FileUploader:
         self._site = site
 
     def upload(self, local: Path, remote_rel: str, sha256: str, size: int) -> None:
-        """Copy to a temporary name, fsync, verify by reading back, rename, fsync the folder."""
+        """Copy to a temporary name, fsync, verify, link into place (never replacing)."""
         folder_name, name = _split_remote(remote_rel)
         if not self._base.is_dir():
             raise UploadConnectionError(f"target folder {self._base} does not exist (mounted?)")
         data = _read_verified(local, sha256, size)
+        sha256 = sha256.lower()
         folder = self._base / self._site / folder_name
+        final = folder / name
         tmp = folder / f".{name}.part-{secrets.token_hex(4)}"
         try:
             self._makedirs(folder)
+            if self._already_there(final, sha256):
+                self._remove_leftovers(folder, name)
+                return
             write_new_file(tmp, data)
             back = tmp.read_bytes()
-            if len(back) != size or hashlib.sha256(back).hexdigest() != sha256.lower():
+            if len(back) != size or hashlib.sha256(back).hexdigest() != sha256:
                 raise UploadError(f"{tmp} does not read back as written")
-            os.replace(tmp, folder / name)
-            for leftover in folder.glob(f".{name}.part-*"):  # earlier attempts cut off
-                leftover.unlink(missing_ok=True)
+            try:
+                os.link(tmp, final)  # atomic, and fails if the name exists: never replaces
+            except FileExistsError:
+                if not self._already_there(final, sha256):  # other content raises here
+                    gone = f"{final} appeared and vanished meanwhile; retried later"
+                    raise UploadError(gone) from None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                # A share without hard links (vfat, some SMB): check, then rename.
+                if not self._already_there(final, sha256):
+                    os.rename(tmp, final)
+            self._remove_leftovers(folder, name)
             fsync_dir(folder)
+        except FileExistsError:
+            try:
+                remote = _sha_or_none(final)
+            except OSError:
+                remote = None
+            raise _collision(str(final), remote, sha256) from None
         except OSError as exc:
-            raise UploadError(f"copy to {folder / name} failed: {exc.strerror or exc}") from None
+            raise UploadError(f"copy to {final} failed: {exc.strerror or exc}") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+    @staticmethod
+    def _already_there(final: Path, sha256: str) -> bool:
+        """True if ``final`` holds this content; ``FileExistsError`` if it holds other."""
+        remote = _sha_or_none(final)
+        if remote is None:
+            return False
+        if remote != sha256:
+            raise FileExistsError(errno.EEXIST, "exists with other content", str(final))
+        return True
+
+    @staticmethod
+    def _remove_leftovers(folder: Path, name: str) -> None:
+        for leftover in folder.glob(f".{name}.part-*"):  # earlier attempts cut off
+            leftover.unlink(missing_ok=True)
 
     def _makedirs(self, folder: Path) -> None:
         """Create missing folders and make each new entry durable in its parent."""
@@ -246,14 +359,22 @@ class FileUploader:
         """Nothing to release."""
 
 
+def _sha_or_none(path: Path) -> str | None:
+    """Hex SHA-256 of a file, or ``None`` if there is no such file."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 # --------------------------------------------------------------------------- https://
 
 
 class HttpsUploader:
-    """PUTs files to an HTTPS server with a bearer token.
+    """PUTs files to an HTTPS server with a bearer token; only proven content counts.
 
     Redirects are not followed (the token must not travel elsewhere); plain ``http://`` is
-    not offered for the same reason.
+    offered only to a loopback host (:func:`~emtui.core.uploadtarget.plain_http_allowed`).
     """
 
     def __init__(
@@ -297,35 +418,73 @@ class HttpsUploader:
         return f"{self._base_url}/" + "/".join(parts)
 
     def upload(self, local: Path, remote_rel: str, sha256: str, size: int) -> None:
-        """PUT the file; a 2xx (or 409/412 showing the same hash) confirms it."""
-        import httpx
-
+        """PUT the file (never replacing); confirmed only when the server shows our hash."""
         url = self.url_for(remote_rel)
         data = _read_verified(local, sha256, size)
         sha256 = sha256.lower()
-        headers = {"X-Content-SHA256": sha256, "Content-Type": "text/csv"}
-        try:
-            response = self._client.put(url, content=data, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
-            raise UploadConnectionError(f"cannot reach {self._base_url}: {_short(exc)}") from None
-        except httpx.HTTPError as exc:
-            raise UploadError(f"PUT {url} failed: {type(exc).__name__}: {_short(exc)}") from None
+        headers = {
+            "X-Content-SHA256": sha256,
+            "Content-Type": "text/csv",
+            "If-None-Match": "*",  # an existing file is not replaced
+        }
+        response = self._request("PUT", url, content=data, headers=headers)
         status = response.status_code
-        echoed = response.headers.get("X-Content-SHA256", "").strip().lower()
+        echoed = _echoed_sha(response)
         if 200 <= status < 300:
-            if echoed and echoed != sha256:
-                raise UploadError(f"PUT {url}: server stored different content ({echoed})")
-            return
-        if status in (409, 412) and (echoed == sha256 or sha256 in response.text.lower()):
-            return  # already there with the same content
+            if echoed == sha256:
+                return
+            if echoed:
+                raise UploadError(f"PUT {url}: the server reports other content ({echoed[:12]}…)")
+            remote = self._remote_sha(url)
+            if remote == sha256:
+                return
+            shown = "shows other content" if remote else "does not show it"
+            raise UploadUnconfirmed(
+                f"PUT {url}: HTTP {status} but not confirmed (no X-Content-SHA256 echoed, and "
+                f"HEAD/GET {shown}): sent, unconfirmed - kept queued and retried"
+            )
+        if status in (409, 412):
+            remote = echoed or self._remote_sha(url)
+            if remote == sha256:
+                return  # already there with the same content
+            raise _collision(f"{url} (HTTP {status})", remote, sha256)
         if status in (401, 403):
             raise UploadConnectionError(f"PUT {url}: HTTP {status}: the server refused the token")
         reason = response.reason_phrase or ""
         raise UploadError(f"PUT {url}: HTTP {status} {reason}".rstrip())
 
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            return self._client.request(method, url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+            raise UploadConnectionError(f"cannot reach {self._base_url}: {_short(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise UploadError(
+                f"{method} {url} failed: {type(exc).__name__}: {_short(exc)}"
+            ) from None
+
+    def _remote_sha(self, url: str) -> str | None:
+        """The server's copy's hash: ``HEAD``'s ``X-Content-SHA256``, else the ``GET`` body's.
+
+        ``None`` when the server has no such file (or shows nothing: then nothing is proven).
+        """
+        head = self._request("HEAD", url)
+        if 200 <= head.status_code < 300 and (echoed := _echoed_sha(head)):
+            return echoed
+        got = self._request("GET", url)
+        if 200 <= got.status_code < 300:
+            return hashlib.sha256(got.content).hexdigest()  # the body itself is the proof
+        return None
+
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+def _echoed_sha(response: Any) -> str:
+    return str(response.headers.get("X-Content-SHA256", "")).strip().lower()
 
 
 # --------------------------------------------------------------------------- sftp://
@@ -410,7 +569,7 @@ class SftpUploader:
         return f"sftp://{user}{self._host}:{self._port}"
 
     def upload(self, local: Path, remote_rel: str, sha256: str, size: int) -> None:
-        """Write ``.<file>.part-<random>``, check size and content, posix-rename into place."""
+        """Check the final name, write ``.<file>.part-<random>``, verify, link into place."""
         folder_name, name = _split_remote(remote_rel)
         data = _read_verified(local, sha256, size)
         if self._loop is None:
@@ -500,6 +659,13 @@ class SftpUploader:
         created = False
         try:
             await sftp.makedirs(folder, exist_ok=True)
+            step = "check existing"
+            existing = await self._remote_sha(sftp, final)
+            if existing is not None:
+                if existing != sha256:
+                    raise _collision(f"{self._where}: {final}", existing, sha256)
+                await self._remove_leftovers(sftp, folder, name)
+                return  # sent before (its confirmation was lost): harmless
             step = "write"
             created = True
             async with sftp.open(tmp, "wb") as remote:
@@ -511,14 +677,16 @@ class SftpUploader:
             if stored != len(data):
                 raise UploadError(f"{self._where}: {tmp} has {stored} bytes, sent {len(data)}")
             step = "read back"
-            async with sftp.open(tmp, "rb") as remote:
-                back = await remote.read()
-            if not isinstance(back, bytes) or hashlib.sha256(back).hexdigest() != sha256:
+            if await self._remote_sha(sftp, tmp) != sha256:
                 raise UploadError(f"{self._where}: {tmp} does not read back as sent")
-            step = "rename"
-            await self._rename(sftp, tmp, final)
-            created = False
+            step = "link"
+            await self._place(sftp, tmp, final, sha256)
+            step = "stat"
+            stored = (await sftp.stat(final)).size
+            if stored != len(data):  # a last sanity check of what now holds the name
+                raise UploadError(f"{self._where}: {final} has {stored} bytes, sent {len(data)}")
             await self._remove_leftovers(sftp, folder, name)
+            created = False
         except UploadError:
             raise
         except asyncssh.SFTPError as exc:
@@ -536,6 +704,46 @@ class SftpUploader:
                     await asyncio.wait_for(sftp.remove(tmp), 5.0)
 
     @staticmethod
+    async def _remote_sha(sftp: asyncssh.SFTPClient, path: str) -> str | None:
+        """Hex SHA-256 of a remote file read back (files are small), ``None`` if absent."""
+        import asyncssh
+
+        try:
+            async with sftp.open(path, "rb") as remote:
+                back = await remote.read()
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        if not isinstance(back, bytes):
+            raise UploadError(f"reading back {path} gave text, not bytes")
+        return hashlib.sha256(back).hexdigest()
+
+    async def _place(self, sftp: asyncssh.SFTPClient, tmp: str, final: str, sha256: str) -> None:
+        """Give ``tmp`` its final name without ever replacing a file already there.
+
+        A hard link (``hardlink@openssh.com``) fails if ``final`` exists, so a file that
+        appeared since the check is kept; it is then read: ours (another run of this Pi) is
+        fine, anything else is a collision. Without the extension, a plain SFTP rename, which
+        by the protocol never overwrites (OpenSSH does it as link + unlink).
+        """
+        import asyncssh
+
+        try:
+            try:
+                await sftp.link(tmp, final)
+            except asyncssh.SFTPOpUnsupported:
+                await sftp.rename(tmp, final)
+                return
+        except asyncssh.SFTPConnectionLost:
+            raise
+        except asyncssh.SFTPError:
+            existing = await self._remote_sha(sftp, final)
+            if existing is None:
+                raise
+            if existing != sha256:
+                raise _collision(f"{self._where}: {final}", existing, sha256) from None
+        await sftp.remove(tmp)
+
+    @staticmethod
     async def _remove_leftovers(sftp: asyncssh.SFTPClient, folder: str, name: str) -> None:
         """Remove temporary files of earlier attempts at this file cut off by a lost link."""
         import asyncssh
@@ -545,19 +753,6 @@ class SftpUploader:
             for entry in await sftp.listdir(folder):
                 if isinstance(entry, str) and entry.startswith(prefix):
                     await sftp.remove(posixpath.join(folder, entry))
-
-    @staticmethod
-    async def _rename(sftp: asyncssh.SFTPClient, tmp: str, final: str) -> None:
-        """Atomically replace ``final``: posix-rename@openssh.com, or remove + rename."""
-        import asyncssh
-
-        try:
-            await sftp.posix_rename(tmp, final)
-        except asyncssh.SFTPOpUnsupported:
-            # A server without the extension: a plain SFTP rename cannot overwrite.
-            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                await sftp.remove(final)
-            await sftp.rename(tmp, final)
 
     async def _aclose(self) -> None:
         sftp, conn = self._sftp, self._conn

@@ -10,6 +10,10 @@ On disk (``state_dir``)::
 
     queue/<device>_<day>_<file>.json   one record per file still to send
     sent/<device>_<day>_<file>.json    one record per file the server confirmed
+    dropped/<device>_<day>_<file>.json one record per file a person dropped (``emtui upload
+                                       --drop``): never sent, never rebuilt, day stays closed
+    corrupt/                           unreadable records moved aside (their files are queued
+                                       again from the data folder: :meth:`UploadQueue.rebuild`)
     state.json                         last run, its result, next scheduled run
     queue.lock                         flock held briefly around every read-modify-write
     run.lock                           flock held for a whole upload run
@@ -73,6 +77,20 @@ class ItemState(enum.StrEnum):
     """Waiting for (another) upload attempt."""
     SENT = "sent"
     """The server confirmed the file (size and content verified)."""
+    DROPPED = "dropped"
+    """A person took it out of the queue (``emtui upload --drop``); the local file is kept."""
+
+
+PROBLEMS = ("failed", "unreachable", "unconfirmed", "collision", "changed", "missing")
+"""Why a file is still queued after an attempt (:attr:`QueueItem.problem`):
+
+- ``failed``: the attempt failed (a write error, a timeout, an HTTP error), retried;
+- ``unreachable``: the server could not be reached or refused us, retried;
+- ``unconfirmed``: sent, but the server did not prove it holds the content, retried;
+- ``collision``: the server holds a different file of that name, which was not replaced;
+- ``changed`` / ``missing``: the local file is not what was queued; not sent until a person
+  re-queues it (``emtui upload --requeue``) or drops it (``--drop``).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +127,15 @@ class QueueItem:
     """When retention deleted the local copy (only ever after ``sent_at``)."""
     rev: int = 0
     """Revision, raised on every write; the higher one wins if a crash left two copies."""
+    problem: str | None = None
+    """Why it is still queued after an attempt (one of :data:`PROBLEMS`), or ``None``."""
+
+    @property
+    def status(self) -> str:
+        """One word for ``emtui upload``: ``sent``, ``dropped``, ``queued`` or the problem."""
+        if self.state is not ItemState.QUEUED:
+            return self.state.value
+        return self.problem or ("failing" if self.attempts else "queued")
 
     def to_json(self) -> dict[str, Any]:
         """The record as stored on disk."""
@@ -129,6 +156,7 @@ class QueueItem:
             "sent_at": self.sent_at,
             "purged_at": self.purged_at,
             "rev": self.rev,
+            "problem": self.problem,
         }
 
     @classmethod
@@ -155,6 +183,7 @@ class QueueItem:
                 sent_at=_opt_float(data.get("sent_at")),
                 purged_at=_opt_float(data.get("purged_at")),
                 rev=int(data.get("rev", 0)),
+                problem=_opt_str(data.get("problem")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"bad queue record: {exc!r}") from None
@@ -222,13 +251,18 @@ class UploadQueue:
         self._clock = clock
         self._queued_dir = self._dir / "queue"
         self._sent_dir = self._dir / "sent"
+        self._dropped_dir = self._dir / "dropped"
         self._state_file = self._dir / "state.json"
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._lock_fd: int | None = None
-        for folder in (self._dir, self._queued_dir, self._sent_dir):
+        for folder in (self._dir, *self._folders):
             folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
+
+    @property
+    def _folders(self) -> tuple[Path, Path, Path]:
+        return (self._queued_dir, self._sent_dir, self._dropped_dir)
 
     def now(self) -> float:
         """The current time by the queue's (injectable) clock."""
@@ -246,7 +280,10 @@ class UploadQueue:
 
         The size and SHA-256 are taken now: the file is final once its day is queued. If the
         same file was queued before with different content (it should not happen: a queued
-        day is never reopened), the record is reset to the new content and sent again.
+        day is never reopened, so someone edited it), the new content is *not* queued
+        silently: a waiting record is marked ``changed`` (and is not sent) until a person
+        re-queues it with :meth:`requeue` or drops it; a sent one keeps its record (and its
+        local copy is not deleted, see :meth:`purge`). A dropped file stays dropped.
 
         Raises:
             ValueError: the file name is not a plain name (letters, digits, ``._-``).
@@ -256,18 +293,33 @@ class UploadQueue:
         key = self._key(device_id, day, path.name)
         with self._locked():
             existing = self._load(key)
-            if existing is not None and existing.purged_at is not None:
+            if existing is not None and (
+                existing.purged_at is not None or existing.state is ItemState.DROPPED
+            ):
                 return existing
             size, sha256 = file_digest(path)
             if existing is not None and existing.sha256 == sha256 and existing.size == size:
                 return existing
             now = self._clock()
             if existing is not None:
+                what = describe_change(existing, size, sha256)
                 log.warning(
-                    "%s changed after it was queued (%s): queueing the new content",
+                    "%s changed after it was queued (%s): %s; not sending it until it is "
+                    "re-queued (emtui upload --requeue) or dropped",
                     path,
                     existing.state.value,
+                    what,
                 )
+                if existing.state is ItemState.SENT:
+                    return existing
+                flagged = dataclasses.replace(
+                    existing,
+                    problem="changed",
+                    last_error=f"{path} changed since it was queued: {what}",
+                    rev=existing.rev + 1,
+                )
+                self._store(flagged)
+                return flagged
             item = QueueItem(
                 key=key,
                 path=path,
@@ -279,7 +331,6 @@ class UploadQueue:
                 state=ItemState.QUEUED,
                 queued_at=now,
                 next_attempt=now,
-                rev=existing.rev + 1 if existing is not None else 0,
             )
             self._store(item)
             return item
@@ -320,7 +371,7 @@ class UploadQueue:
         """
         pattern = f"{device_id}_{day.isoformat()}_*.json"
         with self._locked():
-            return any(any(folder.glob(pattern)) for folder in (self._queued_dir, self._sent_dir))
+            return any(any(folder.glob(pattern)) for folder in self._folders)
 
     def mark_sent(self, item: QueueItem, now: float | None = None) -> QueueItem:
         """Record that the server confirmed ``item``; returns the stored record.
@@ -339,36 +390,161 @@ class UploadQueue:
                 state=ItemState.SENT,
                 sent_at=now,
                 last_error=None,
+                problem=None,
                 next_attempt=now,
                 rev=current.rev + 1,
             )
             self._store(updated)
             return updated
 
-    def mark_failed(self, item: QueueItem, error: str, now: float | None = None) -> QueueItem:
-        """Record a failed attempt and push the next one back (1 min, doubling, cap 1 h)."""
+    def mark_failed(
+        self, item: QueueItem, error: str, now: float | None = None, problem: str = "failed"
+    ) -> QueueItem:
+        """Record a failed attempt and push the next one back (1 min, doubling, cap 1 h).
+
+        ``problem`` says why (one of :data:`PROBLEMS`); ``emtui upload`` shows it.
+        """
         now = self._clock() if now is None else now
         with self._locked():
             current = self._load(item.key) or item
-            if current.state is ItemState.SENT:
-                return current  # another run confirmed it meanwhile
+            if current.state is not ItemState.QUEUED:
+                return current  # another run confirmed it meanwhile, or it was dropped
             attempts = current.attempts + 1
             updated = dataclasses.replace(
                 current,
                 attempts=attempts,
                 next_attempt=now + backoff_delay(attempts),
                 last_error=error[:MAX_ERROR_LEN],
+                problem=problem,
                 rev=current.rev + 1,
             )
             self._store(updated)
             return updated
 
+    # ------------------------------------------------------------ repair (emtui upload)
+
+    def find(self, what: str | Path) -> QueueItem:
+        """The record of a file named by its path, its file name or its queue key.
+
+        Raises:
+            KeyError: no record matches (or a bare name matches several).
+        """
+        text = str(what)
+        wanted = Path(text).absolute() if "/" in text else None
+        items = self.all()
+        matches = [
+            i
+            for i in items
+            if (wanted is not None and i.path == wanted) or text in (i.key, i.path.name)
+        ]
+        if wanted is not None and not matches:  # a symlinked data folder, say
+            with contextlib.suppress(OSError):
+                real = wanted.resolve()
+                matches = [i for i in items if i.path.resolve() == real]
+        if len(matches) != 1:
+            found = "several files" if matches else "no file"
+            raise KeyError(f"{found} in the upload queue match {text!r}")
+        return matches[0]
+
+    def retry(self, item: QueueItem, now: float | None = None) -> QueueItem:
+        """Make a queued file due now (its backoff waived); sent or dropped ones are left."""
+        now = self._clock() if now is None else now
+        with self._locked():
+            current = self._load(item.key) or item
+            if current.state is not ItemState.QUEUED:
+                return current
+            updated = dataclasses.replace(current, next_attempt=now, rev=current.rev + 1)
+            self._store(updated)
+            return updated
+
+    def requeue(self, item: QueueItem, now: float | None = None) -> tuple[QueueItem, QueueItem]:
+        """Queue the file anew with its content as it is now; returns (before, after).
+
+        For a file edited after it was queued (or sent): the new size and hash are recorded
+        and the file is sent again, as a fresh entry (no attempts, due now). A dropped file
+        comes back. The caller shows what changed (``before`` against ``after``).
+
+        Raises:
+            FileNotFoundError: the local file is gone (drop it instead).
+            OSError: it cannot be read.
+        """
+        now = self._clock() if now is None else now
+        with self._locked():
+            current = self._load(item.key) or item
+            size, sha256 = file_digest(current.path)
+            updated = dataclasses.replace(
+                current,
+                state=ItemState.QUEUED,
+                size=size,
+                sha256=sha256,
+                queued_at=now,
+                attempts=0,
+                next_attempt=now,
+                last_error=None,
+                problem=None,
+                sent_at=None,
+                purged_at=None,
+                rev=current.rev + 1,
+            )
+            self._store(updated)
+        log.info("%s re-queued by hand: %s", current.path, describe_change(current, size, sha256))
+        return current, updated
+
+    def drop(self, item: QueueItem) -> QueueItem:
+        """Take a file out of the queue for good; its local file is kept, its day stays closed.
+
+        The record moves to ``dropped/``: the file is never sent, retention never deletes it,
+        and :meth:`rebuild` does not bring it back (:meth:`requeue` does, on request).
+        """
+        with self._locked():
+            current = self._load(item.key) or item
+            updated = dataclasses.replace(current, state=ItemState.DROPPED, rev=current.rev + 1)
+            self._store(updated)
+        log.info("%s dropped from the upload queue by hand", current.path)
+        return updated
+
+    def rebuild(self, data_dir: Path, today: date) -> list[QueueItem]:
+        """Queue again the files whose record was unreadable and moved aside.
+
+        Such a day would otherwise be missing until the logger restarts (and rescans its
+        data folder): the logger's upload thread calls this on every pass, and ``emtui
+        upload`` too, so the day comes back at once. The moved-aside record's name tells the
+        meter, the day and the file, found at ``<data_dir>/meter_<id>/<file>``; it was final
+        when it was first queued, so it is queued as it is now (a record that was sent is
+        simply sent again: harmless). Only records moved aside are considered - never a file
+        the logger may still be writing - and only days before ``today``.
+        """
+        data_dir = Path(data_dir)
+        aside = self._dir / "corrupt"
+        rebuilt: list[QueueItem] = []
+        with self._locked():
+            known = set(self._load_all())  # also moves unreadable records aside, now
+            for record in sorted(aside.glob("*.json.*")):
+                key = record.name.partition(".json.")[0]
+                found = _parse_key(key)
+                if key in known or found is None or found[1] >= today:
+                    continue
+                device_id, day, name = found
+                path = data_dir / f"meter_{device_id}" / name
+                if not path.is_file():
+                    continue  # sent and deleted by retention, or never there: nothing to send
+                try:
+                    item = self.enqueue(path, device_id, day)
+                except OSError as exc:
+                    log.warning("cannot queue %s again: %s", path, exc)
+                    continue
+                known.add(key)
+                log.warning("%s: its queue record was unreadable; queued it again", path)
+                rebuilt.append(item)
+        return rebuilt
+
     def purge(self, retention_days: float, now: float | None = None) -> list[QueueItem]:
         """Delete the local copies of files sent more than ``retention_days`` ago.
 
         Only confirmed files are ever deleted, and only if their content is still what was
-        sent (otherwise the file is queued again). Records of purged files are dropped after
-        :data:`RECORD_KEEP_DAYS`. Returns the items whose local file was deleted now.
+        sent (otherwise it is kept and marked ``changed``: ``emtui upload`` lists it). Records
+        of purged files are dropped after :data:`RECORD_KEEP_DAYS`. Returns the items whose
+        local file was deleted now.
 
         Raises:
             ValueError: ``retention_days`` is negative.
@@ -403,7 +579,7 @@ class UploadQueue:
         return QueueState(
             queued=len(queued),
             failing=len(failing),
-            sent=len(items) - len(queued),
+            sent=sum(i.state is ItemState.SENT for i in items),
             oldest_day=min((i.day for i in queued), default=None),
             oldest_queued_at=min((i.queued_at for i in queued), default=None),
             last_run=_lenient_float(run.get("last_run")),
@@ -490,21 +666,25 @@ class UploadQueue:
                     self._lock_fd = None
 
     def _folder(self, state: ItemState) -> Path:
-        return self._sent_dir if state is ItemState.SENT else self._queued_dir
+        return {
+            ItemState.QUEUED: self._queued_dir,
+            ItemState.SENT: self._sent_dir,
+            ItemState.DROPPED: self._dropped_dir,
+        }[state]
 
     def _store(self, item: QueueItem) -> None:
-        """Write the record into its state's folder, then drop any copy in the other one."""
+        """Write the record into its state's folder, then drop any copy in the other ones."""
         data = json.dumps(item.to_json(), indent=1, sort_keys=True).encode()
-        target = self._folder(item.state) / f"{item.key}.json"
-        atomic_write_bytes(target, data)
-        other = self._folder(ItemState.QUEUED if item.state is ItemState.SENT else ItemState.SENT)
-        stale = other / f"{item.key}.json"
-        if stale.exists():
-            stale.unlink()
-            fsync_dir(other)
+        home = self._folder(item.state)
+        atomic_write_bytes(home / f"{item.key}.json", data)
+        for other in self._folders:
+            stale = other / f"{item.key}.json"
+            if other != home and stale.exists():
+                stale.unlink()
+                fsync_dir(other)
 
     def _remove_record(self, item: QueueItem) -> None:
-        for folder in (self._queued_dir, self._sent_dir):
+        for folder in self._folders:
             record = folder / f"{item.key}.json"
             if record.exists():
                 record.unlink()
@@ -534,14 +714,14 @@ class UploadQueue:
     def _load(self, key: str) -> QueueItem | None:
         found = [
             item
-            for folder in (self._queued_dir, self._sent_dir)
+            for folder in self._folders
             if (item := self._read_record(folder / f"{key}.json")) is not None
         ]
         return max(found, key=lambda i: i.rev, default=None)
 
     def _load_all(self) -> dict[str, QueueItem]:
         items: dict[str, QueueItem] = {}
-        for folder in (self._queued_dir, self._sent_dir):
+        for folder in self._folders:
             for record in folder.glob("*.json"):
                 item = self._read_record(record)
                 if item is None:
@@ -559,19 +739,19 @@ class UploadQueue:
             self._store(dataclasses.replace(item, purged_at=now, rev=item.rev + 1))
             return None
         if (size, sha256) != (item.size, item.sha256):
-            log.warning("%s changed after it was sent: queueing it again", item.path)
-            self._store(
-                dataclasses.replace(
-                    item,
-                    state=ItemState.QUEUED,
-                    size=size,
-                    sha256=sha256,
-                    attempts=0,
-                    next_attempt=now,
-                    sent_at=None,
-                    rev=item.rev + 1,
+            # Not what the server confirmed: keep it, and never send it silently (the server's
+            # copy would not be replaced anyway). ``emtui upload`` lists it as changed.
+            if item.problem != "changed":
+                what = describe_change(item, size, sha256)
+                log.warning("%s changed after it was sent (%s): not deleting it", item.path, what)
+                self._store(
+                    dataclasses.replace(
+                        item,
+                        problem="changed",
+                        last_error=f"{item.path} changed after it was sent: {what}",
+                        rev=item.rev + 1,
+                    )
                 )
-            )
             return None
         # The file goes first: a crash right after leaves a sent record whose file is missing,
         # which the next purge notes (above) - nothing unsent is at stake either way.
@@ -597,11 +777,30 @@ class UploadQueue:
     def _remove_stale_temps(self) -> None:
         """Remove temporary files a crash left behind (old enough not to be in flight)."""
         cutoff = time.time() - STALE_TEMP_AGE
-        for folder in (self._dir, self._queued_dir, self._sent_dir):
+        for folder in (self._dir, *self._folders):
             for tmp in folder.glob(".*.tmp-*"):
                 with contextlib.suppress(OSError):
                     if tmp.stat().st_mtime < cutoff:
                         tmp.unlink()
+
+
+def describe_change(item: QueueItem, size: int, sha256: str) -> str:
+    """``size 100 → 120 bytes, sha256 0123456789ab… → 89abcdef0123…`` (or ``unchanged``)."""
+    if (size, sha256) == (item.size, item.sha256):
+        return f"unchanged ({item.size} bytes, sha256 {item.sha256[:12]}…)"
+    return f"size {item.size} → {size} bytes, sha256 {item.sha256[:12]}… → {sha256[:12]}…"
+
+
+def _parse_key(key: str) -> tuple[int, date, str] | None:
+    """The meter id, day and file name in a record key ``<id>_<YYYY-MM-DD>_<file>``."""
+    device, _, rest = key.partition("_")
+    day, _, name = rest.partition("_")
+    if not device.isdigit() or not _SAFE_NAME.fullmatch(name):
+        return None
+    try:
+        return int(device), date.fromisoformat(day), name
+    except ValueError:
+        return None
 
 
 def _is_due(item: QueueItem, now: float) -> bool:

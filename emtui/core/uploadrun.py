@@ -6,16 +6,19 @@ in a loop: it runs at the scheduled times, catches up a run missed while the Pi 
 retries failed files with their backoff in between, and copes with a clock that jumps.
 
 A file is marked sent only when its uploader confirmed it; any failure leaves it queued with
-a later next attempt. If the destination itself cannot be reached, the run stops at once and
-every remaining file is backed off, instead of timing out once per file.
+a later next attempt and the reason (``problem``: unconfirmed, collision, changed, …). If the
+destination itself cannot be reached, the run stops at once and every remaining file is
+backed off, instead of timing out once per file.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from emtui.core.schedule import Schedule
 from emtui.core.uploaders import UploadConnectionError, Uploader, UploadError
@@ -78,6 +81,7 @@ def run_uploads(
     now: float | None = None,
     *,
     force: bool = False,
+    only: Collection[str] | None = None,
 ) -> UploadRunResult:
     """Send every due file once and record the run in the queue's state.
 
@@ -87,6 +91,7 @@ def run_uploads(
         now: The run's time (default: the queue's clock); recorded as sent/failed times.
         force: Try every queued file, even those still waiting out a backoff (the scheduled
             runs and ``emtui upload --now``); otherwise only those due (retries).
+        only: Queue keys: try just these files (``emtui upload --retry FILE``).
 
     Returns:
         The counts; the same run is summarised in ``queue.state``.
@@ -96,6 +101,8 @@ def run_uploads(
         if not acquired:
             return UploadRunResult(started=now, busy=True)
         items = queue.queued() if force else queue.pending(now)
+        if only is not None:
+            items = [item for item in items if item.key in only]
         result = _send(queue, uploader_factory, items, now) if items else None
         result = result or UploadRunResult(started=now)
         queue.record_run(now, result.summary(), result.ok)
@@ -119,7 +126,7 @@ def _send(
             try:
                 uploader.upload(item.path, item.remote_rel, item.sha256, item.size)
             except UploadConnectionError as exc:
-                queue.mark_failed(item, str(exc), now)
+                queue.mark_failed(item, str(exc), now, exc.problem)
                 rest = _defer_all(queue, items[index + 1 :], str(exc), now, started=now)
                 return UploadRunResult(
                     started=now,
@@ -131,7 +138,7 @@ def _send(
                     errors=(*errors, f"{item.remote_rel}: {exc}"),
                 )
             except UploadError as exc:
-                queue.mark_failed(item, str(exc), now)
+                queue.mark_failed(item, str(exc), now, exc.problem)
                 failed += 1
                 errors.append(f"{item.remote_rel}: {exc}")
             except Exception as exc:  # a bug must not stop the logger or pass as sent
@@ -156,7 +163,7 @@ def _defer_all(
     queue: UploadQueue, items: list[QueueItem], error: str, now: float, *, started: float
 ) -> UploadRunResult:
     for item in items:
-        queue.mark_failed(item, error, now)
+        queue.mark_failed(item, error, now, "unreachable")
     return UploadRunResult(started=started, deferred=len(items), connection_error=error)
 
 
@@ -177,6 +184,8 @@ class UploadScheduler:
         uploader_factory: Builds an uploader for each run.
         clock: Current time in epoch seconds (injected by tests).
         retention_days: If set, after every run delete local files sent longer ago.
+        data_dir: The CSV folder: on every step, files whose queue record was unreadable
+            (and moved aside) are queued again from there, without a restart.
     """
 
     def __init__(
@@ -187,12 +196,14 @@ class UploadScheduler:
         *,
         clock: Callable[[], float] = time.time,
         retention_days: float | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self._queue = queue
         self._schedule = schedule
         self._factory = uploader_factory
         self._clock = clock
         self._retention = retention_days
+        self._data_dir = data_dir
         self._last_check: float | None = None
 
     def step(self, now: float | None = None) -> UploadRunResult | None:
@@ -200,6 +211,11 @@ class UploadScheduler:
         now = self._clock() if now is None else now
         previous, self._last_check = self._last_check, now
         result: UploadRunResult | None = None
+        if self._data_dir is not None:
+            try:
+                self._queue.rebuild(self._data_dir, datetime.fromtimestamp(now).date())
+            except OSError as exc:  # an unreadable data folder must not stop the uploads
+                log.warning("cannot look for unqueued files in %s: %s", self._data_dir, exc)
         if previous is None:
             last_run = self._queue.state.last_run
             if self._queue.queued() and self._schedule.missed(last_run, now):
