@@ -33,6 +33,7 @@ class ExitCode(enum.IntEnum):
     MAP = 6
     CONFIG = 7
     UPLOAD = 8
+    STORAGE = 9
     INTERRUPTED = 130
 
 

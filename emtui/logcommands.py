@@ -25,7 +25,7 @@ from emtui.core.config import (
     redact_target,
 )
 from emtui.core.link import LinkError, PortBusy, PortPermission
-from emtui.core.runstate import PortLock, read_status
+from emtui.core.runstate import DirProblem, PortLock, dir_problem, read_status, user_name
 
 
 def _stamp(t: object) -> str:
@@ -37,6 +37,37 @@ def _stamp(t: object) -> str:
 def _report(line: str) -> None:
     """One status line on stderr (journald adds the time)."""
     print(f"emtui: {line}", file=sys.stderr, flush=True)
+
+
+def _usable_dir(path: Path, role: str, *, write: bool, create: bool = False) -> None:
+    """Stop with one line (exit STORAGE) when ``path`` cannot be used; create it if asked.
+
+    ``role`` is ``data`` or ``state``: it names the flag and the config key to fix.
+    """
+    problem = dir_problem(path, write=write)
+    if problem is None and create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = DirProblem(f"cannot be created ({exc.strerror or exc})", anyone=True)
+    if problem is None:
+        return
+    key = "state_dir" if role == "state" else "[logging] data_dir"
+    raise CliError(
+        f"{role} dir {path} {problem.text}: give --{role}-dir (or {key} in the config) a "
+        f"directory that user {user_name()} can {'write' if write else 'read'}",
+        ExitCode.STORAGE,
+    )
+
+
+def _queue_error(state_dir: Path, exc: OSError) -> CliError:
+    """One line for an upload queue that cannot be read or locked (another user's state)."""
+    where = exc.filename or state_dir
+    return CliError(
+        f"cannot use the upload queue in {state_dir} ({where}: {exc.strerror or exc}): run "
+        f"as the logger's user (sudo -u emtui emtui ...) or give --state-dir",
+        ExitCode.STORAGE,
+    )
 
 
 # -- emtui --log ---------------------------------------------------------------------------------
@@ -53,12 +84,18 @@ def log(args: argparse.Namespace) -> int:
             "no meters to log: give --ids (e.g. --ids 1-4) or [[meters]] in the config file",
             ExitCode.USAGE,
         )
+    # First the dirs (the same line and code as status and upload give for them), then the
+    # rest of the config; the lock lives in the state dir, so it is created before the lock.
+    _usable_dir(config.state_dir, "state", write=True)
+    _usable_dir(config.logging.data_dir, "data", write=True)
     report = check_config(config)
     if not report.ok:
         raise CliError("\n".join(report.errors), ExitCode.CONFIG)
     for warning in report.warnings:
         _report(f"warning: {warning}")
     settings = settings_from(config)
+    _usable_dir(config.state_dir, "state", write=True, create=True)
+    _usable_dir(config.logging.data_dir, "data", write=True, create=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -72,6 +109,7 @@ def log(args: argparse.Namespace) -> int:
     arbiter = BusArbiter(settings)
     with PortLock(config.state_dir, settings.port):
         _report(_start_line(config, settings.describe()))
+        link_down = False
         try:
             arbiter.start()
         except (PortBusy, PortPermission):
@@ -79,12 +117,21 @@ def log(args: argparse.Namespace) -> int:
         except LinkError as exc:  # unplugged adapter, gateway down: log the gap, keep trying
             _report(f"bus unavailable at start: {exc}; error rows until it is back")
             arbiter.start(require_link=False)
+            link_down = True
         try:
-            worker = LoggingWorker(config, arbiter, report=_report)
+            worker = LoggingWorker(config, arbiter, report=_report, link_down=link_down)
             worker.run(stop, cycles=args.cycles)
             _report(f"stopped: {worker.summary()}")
         finally:
             arbiter.stop()
+    lost = sum(m.writer.rows_lost for m in worker.meters)
+    if args.cycles is not None and lost:
+        # A bounded run is a script's: it must learn that the CSVs miss rows.
+        raise CliError(
+            f"{lost} row(s) were not written to {config.logging.data_dir} (see above): free "
+            "space on that disk or fix the directory",
+            ExitCode.STORAGE,
+        )
     return int(ExitCode.OK)
 
 
@@ -107,12 +154,20 @@ def _start_line(config: Config, bus: str) -> str:
 
 def upload(args: argparse.Namespace) -> int:
     """``emtui upload``: show the queue; ``--now``: send every queued file once."""
-    from emtui.core.uploaders import make_uploader
     from emtui.core.uploadqueue import UploadQueue
-    from emtui.core.uploadrun import run_uploads
 
     config = effective_config(args, meters=False)
-    queue = UploadQueue(config.state_dir)
+    _usable_dir(config.state_dir, "state", write=True)
+    try:
+        return _upload(args, config, UploadQueue(config.state_dir))
+    except OSError as exc:
+        raise _queue_error(config.state_dir, exc) from None
+
+
+def _upload(args: argparse.Namespace, config: Config, queue: Any) -> int:
+    from emtui.core.uploaders import make_uploader
+    from emtui.core.uploadrun import run_uploads
+
     result_doc: dict[str, Any] | None = None
     code = ExitCode.OK
     if args.now:
@@ -171,11 +226,19 @@ def upload(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     """``emtui status``: the logger's last status, the queue, last and next upload."""
     from emtui.core.schedule import Schedule
-    from emtui.core.uploadqueue import UploadQueue
+    from emtui.core.uploadqueue import QueueState, UploadQueue
 
     config = effective_config(args, meters=False)
+    _usable_dir(config.state_dir, "state", write=False)
     running = read_status(config.state_dir)
-    state = UploadQueue(config.state_dir).state
+    try:
+        # No state dir yet: nothing ran here; reading must not create it.
+        if config.state_dir.is_dir():
+            state = UploadQueue(config.state_dir).state
+        else:
+            state = QueueState(0, 0, 0, None, None, None, None, None, None, None, None)
+    except OSError as exc:
+        raise _queue_error(config.state_dir, exc) from None
     next_run = Schedule(config.upload.schedule).next_after(time.time())
     queue: dict[str, Any] = {
         "queued": state.queued,
