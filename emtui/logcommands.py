@@ -304,17 +304,22 @@ def service(args: argparse.Namespace) -> int:
     """``emtui service print|install``: the systemd unit for ``emtui --log``."""
     from emtui.core.service import (
         ServiceError,
-        ServiceOptions,
         default_executable,
         install,
+        options_from,
         unit_text,
+        user_problem,
     )
 
-    options = ServiceOptions(
-        executable=default_executable(),
-        config=Path(args.config),
-        user=args.user,
-        data_dir=Path(args.data_dir),
+    problem = user_problem(args.user)
+    if problem is not None:
+        raise CliError(problem, ExitCode.USAGE)
+    options = options_from(
+        default_executable(),
+        Path(args.config),
+        args.user,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     if args.action == "print":
         sys.stdout.write(unit_text(options))
