@@ -201,6 +201,9 @@ def install(
     ``root`` lets tests install into a scratch tree (then no user is created and systemctl is
     not run). Returns the steps taken, for the user to read.
     """
+    problem = user_problem(options.user)
+    if problem is not None:  # before anything is created or written
+        raise ServiceError(problem)
     steps: list[str] = []
     real = root == Path("/")
     if real:
