@@ -154,20 +154,16 @@ def _start_line(config: Config, bus: str) -> str:
 
 def upload(args: argparse.Namespace) -> int:
     """``emtui upload``: show the queue; ``--now``: send every queued file once."""
+    from emtui.core.uploaders import make_uploader
     from emtui.core.uploadqueue import UploadQueue
+    from emtui.core.uploadrun import run_uploads
 
     config = effective_config(args, meters=False)
     _usable_dir(config.state_dir, "state", write=True)
     try:
-        return _upload(args, config, UploadQueue(config.state_dir))
+        queue = UploadQueue(config.state_dir)
     except OSError as exc:
         raise _queue_error(config.state_dir, exc) from None
-
-
-def _upload(args: argparse.Namespace, config: Config, queue: Any) -> int:
-    from emtui.core.uploaders import make_uploader
-    from emtui.core.uploadrun import run_uploads
-
     result_doc: dict[str, Any] | None = None
     code = ExitCode.OK
     if args.now:
@@ -236,7 +232,19 @@ def status(args: argparse.Namespace) -> int:
         if config.state_dir.is_dir():
             state = UploadQueue(config.state_dir).state
         else:
-            state = QueueState(0, 0, 0, None, None, None, None, None, None, None, None)
+            state = QueueState(
+                queued=0,
+                failing=0,
+                sent=0,
+                oldest_day=None,
+                oldest_queued_at=None,
+                last_run=None,
+                last_result=None,
+                last_ok=None,
+                next_run=None,
+                next_retry=None,
+                last_error=None,
+            )
     except OSError as exc:
         raise _queue_error(config.state_dir, exc) from None
     next_run = Schedule(config.upload.schedule).next_after(time.time())
