@@ -33,6 +33,7 @@ class ExitCode(enum.IntEnum):
     MAP = 6
     CONFIG = 7
     UPLOAD = 8
+    STORAGE = 9
     INTERRUPTED = 130
 
 
@@ -184,7 +185,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument(
             "--config", default="/etc/emtui/config.toml", help="config file the service reads"
         )
-        parser.add_argument("--data-dir", default="/var/lib/emtui", help="CSV directory")
+        parser.add_argument(
+            "--data-dir", help="CSV directory (default: the config's, else /var/lib/emtui)"
+        )
+        parser.add_argument(
+            "--state-dir", help="queue, status and lock (default: the config's, else DATA/state)"
+        )
     return parser
 
 

@@ -25,7 +25,7 @@ from emtui.core.config import (
     redact_target,
 )
 from emtui.core.link import LinkError, PortBusy, PortPermission
-from emtui.core.runstate import PortLock, read_status
+from emtui.core.runstate import DirProblem, PortLock, dir_problem, read_status, user_name
 
 if TYPE_CHECKING:
     from emtui.core.uploadqueue import QueueItem, UploadQueue
@@ -43,6 +43,37 @@ def _report(line: str) -> None:
     print(f"emtui: {line}", file=sys.stderr, flush=True)
 
 
+def _usable_dir(path: Path, role: str, *, write: bool, create: bool = False) -> None:
+    """Stop with one line (exit STORAGE) when ``path`` cannot be used; create it if asked.
+
+    ``role`` is ``data`` or ``state``: it names the flag and the config key to fix.
+    """
+    problem = dir_problem(path, write=write)
+    if problem is None and create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = DirProblem(f"cannot be created ({exc.strerror or exc})", anyone=True)
+    if problem is None:
+        return
+    key = "state_dir" if role == "state" else "[logging] data_dir"
+    raise CliError(
+        f"{role} dir {path} {problem.text}: give --{role}-dir (or {key} in the config) a "
+        f"directory that user {user_name()} can {'write' if write else 'read'}",
+        ExitCode.STORAGE,
+    )
+
+
+def _queue_error(state_dir: Path, exc: OSError) -> CliError:
+    """One line for an upload queue that cannot be read or locked (another user's state)."""
+    where = exc.filename or state_dir
+    return CliError(
+        f"cannot use the upload queue in {state_dir} ({where}: {exc.strerror or exc}): run "
+        f"as the logger's user (sudo -u emtui emtui ...) or give --state-dir",
+        ExitCode.STORAGE,
+    )
+
+
 # -- emtui --log ---------------------------------------------------------------------------------
 
 
@@ -57,12 +88,18 @@ def log(args: argparse.Namespace) -> int:
             "no meters to log: give --ids (e.g. --ids 1-4) or [[meters]] in the config file",
             ExitCode.USAGE,
         )
+    # First the dirs (the same line and code as status and upload give for them), then the
+    # rest of the config; the lock lives in the state dir, so it is created before the lock.
+    _usable_dir(config.state_dir, "state", write=True)
+    _usable_dir(config.logging.data_dir, "data", write=True)
     report = check_config(config)
     if not report.ok:
         raise CliError("\n".join(report.errors), ExitCode.CONFIG)
     for warning in report.warnings:
         _report(f"warning: {warning}")
     settings = settings_from(config)
+    _usable_dir(config.state_dir, "state", write=True, create=True)
+    _usable_dir(config.logging.data_dir, "data", write=True, create=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -76,6 +113,7 @@ def log(args: argparse.Namespace) -> int:
     arbiter = BusArbiter(settings)
     with PortLock(config.state_dir, settings.port):
         _report(_start_line(config, settings.describe()))
+        link_down = False
         try:
             arbiter.start()
         except (PortBusy, PortPermission):
@@ -83,12 +121,21 @@ def log(args: argparse.Namespace) -> int:
         except LinkError as exc:  # unplugged adapter, gateway down: log the gap, keep trying
             _report(f"bus unavailable at start: {exc}; error rows until it is back")
             arbiter.start(require_link=False)
+            link_down = True
         try:
-            worker = LoggingWorker(config, arbiter, report=_report)
+            worker = LoggingWorker(config, arbiter, report=_report, link_down=link_down)
             worker.run(stop, cycles=args.cycles)
             _report(f"stopped: {worker.summary()}")
         finally:
             arbiter.stop()
+    lost = sum(m.writer.rows_lost for m in worker.meters)
+    if args.cycles is not None and lost:
+        # A bounded run is a script's: it must learn that the CSVs miss rows.
+        raise CliError(
+            f"{lost} row(s) were not written to {config.logging.data_dir} (see above): free "
+            "space on that disk or fix the directory",
+            ExitCode.STORAGE,
+        )
     return int(ExitCode.OK)
 
 
@@ -121,7 +168,11 @@ def upload(args: argparse.Namespace) -> int:
     from emtui.core.uploadqueue import UploadQueue
 
     config = effective_config(args, meters=False)
-    queue = UploadQueue(config.state_dir)
+    _usable_dir(config.state_dir, "state", write=True)
+    try:
+        queue = UploadQueue(config.state_dir)
+    except OSError as exc:
+        raise _queue_error(config.state_dir, exc) from None
     document: dict[str, Any] = {}
     lines: list[str] = []
     code = ExitCode.OK
@@ -256,11 +307,31 @@ def _send_now(queue: UploadQueue, config: Config, retry: str | None) -> UploadRu
 def status(args: argparse.Namespace) -> int:
     """``emtui status``: the logger's last status, the queue, last and next upload."""
     from emtui.core.schedule import Schedule
-    from emtui.core.uploadqueue import UploadQueue
+    from emtui.core.uploadqueue import QueueState, UploadQueue
 
     config = effective_config(args, meters=False)
+    _usable_dir(config.state_dir, "state", write=False)
     running = read_status(config.state_dir)
-    state = UploadQueue(config.state_dir).state
+    try:
+        # No state dir yet: nothing ran here; reading must not create it.
+        if config.state_dir.is_dir():
+            state = UploadQueue(config.state_dir).state
+        else:
+            state = QueueState(
+                queued=0,
+                failing=0,
+                sent=0,
+                oldest_day=None,
+                oldest_queued_at=None,
+                last_run=None,
+                last_result=None,
+                last_ok=None,
+                next_run=None,
+                next_retry=None,
+                last_error=None,
+            )
+    except OSError as exc:
+        raise _queue_error(config.state_dir, exc) from None
     next_run = Schedule(config.upload.schedule).next_after(time.time())
     queue: dict[str, Any] = {
         "queued": state.queued,
@@ -326,17 +397,22 @@ def service(args: argparse.Namespace) -> int:
     """``emtui service print|install``: the systemd unit for ``emtui --log``."""
     from emtui.core.service import (
         ServiceError,
-        ServiceOptions,
         default_executable,
         install,
+        options_from,
         unit_text,
+        user_problem,
     )
 
-    options = ServiceOptions(
-        executable=default_executable(),
-        config=Path(args.config),
-        user=args.user,
-        data_dir=Path(args.data_dir),
+    problem = user_problem(args.user)
+    if problem is not None:
+        raise CliError(problem, ExitCode.USAGE)
+    options = options_from(
+        default_executable(),
+        Path(args.config),
+        args.user,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     if args.action == "print":
         sys.stdout.write(unit_text(options))

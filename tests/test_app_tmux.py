@@ -55,14 +55,26 @@ def test_demo_shows_four_live_meters_and_quits_on_q(tmux: str, size: tuple[int, 
     marker = f"/tmp/{tmux}.exit"
     command = f"{EMTUI[0]} --demo; echo $? > {marker}; sleep 30"
     subprocess.run(
-        ["tmux", "-L", tmux, "new-session", "-d", "-s", "app", "-x", str(cols), "-y", str(rows),
-         command],
+        [
+            "tmux",
+            "-L",
+            tmux,
+            "new-session",
+            "-d",
+            "-s",
+            "app",
+            "-x",
+            str(cols),
+            "-y",
+            str(rows),
+            command,
+        ],
         check=True,
         env={**os.environ, "TERM": "xterm-256color"},
     )
-    up, screen, started = wait_for(tmux, lambda s: "Pump 4" in s, 10.0)
+    up, screen, _ = wait_for(tmux, lambda s: "Pump 4" in s, 10.0)
     assert up, f"the app did not start:\n{screen}"
-    ok, screen, took = wait_for(
+    ok, screen, _ = wait_for(
         tmux, lambda s: len([ln for ln in s.splitlines() if FREQUENCY.search(ln)]) >= 4, 3.0
     )
     assert ok, f"not 4 frequencies within 3 s of the first screen:\n{screen}"

@@ -522,6 +522,8 @@ def check_config(config: Config) -> ConfigReport:
     this user (the service user may still read it, or it is provisioned later: uploads fail
     until it is), a secret readable by every user, a ``/dev/ttyUSB*`` port name, a missing
     serial device, no port, no meters, no upload credentials for the scheme.
+    The state and data dirs: a file in the way is an error; a dir this user cannot write
+    (or create) a warning. A dir that does not exist yet but could be created is fine.
     """
     origin = str(config.source) if config.source is not None else "config"
     errors: list[str] = []
@@ -625,7 +627,34 @@ def check_config(config: Config) -> ConfigReport:
         path = getattr(upload, name)
         if path is not None:
             _check_file(f"upload.{name}", path, secret, error, warn)
+    _check_dirs(config, error, warn)
     return ConfigReport(tuple(errors), tuple(warnings))
+
+
+def _check_dirs(
+    config: Config, error: Callable[[str, str], None], warn: Callable[[str, str], None]
+) -> None:
+    """The state and data dirs must be directories this user can write (or create).
+
+    A file in the way is an error (no user could log there); a permission problem is a
+    warning, since the check may run as another user than the service.
+    """
+    from emtui.core.runstate import dir_problem, user_name
+
+    dirs = (("state_dir", config.state_dir), ("logging.data_dir", config.logging.data_dir))
+    for key, path in dirs:
+        problem = dir_problem(path, write=True)
+        if problem is None:
+            continue
+        if problem.anyone:
+            error(key, f"{path} {problem.text} — set {key.split('.')[-1]} to a directory path")
+        else:
+            warn(
+                key,
+                f"{path} {problem.text} — the logger cannot write there as {user_name()}; "
+                "run the check as the service user (sudo -u emtui emtui config check) or "
+                "give the directory to that user",
+            )
 
 
 def validate_config(config: Config) -> list[str]:

@@ -21,6 +21,7 @@ import errno
 import os
 import socket
 import struct
+import termios
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,10 @@ class PortPermission(LinkError):
 
 class PortBusy(LinkError):
     """Another process holds the serial device."""
+
+
+class PortSettingsRejected(LinkError):
+    """The serial device refuses the line settings (baud, parity, stop bits)."""
 
 
 class Outcome(enum.StrEnum):
@@ -274,6 +279,13 @@ class RtuLink(Link):
             raise _translate_open_error(s, exc) from None
         except OSError as exc:
             raise _translate_open_error(s, exc) from None
+        except termios.error as exc:  # not an OSError: tcsetattr refused the line settings
+            raise _rejected_settings(s, exc.args[-1] if exc.args else str(exc)) from None
+        if s.kind == "serial" and not _parity_applied(self._serial, s.parity):
+            # A pty (or a driver without parity) may accept the first tcsetattr and drop the
+            # parity bit silently; the next reconfigure (every read timeout) then fails.
+            self.close()
+            raise _rejected_settings(s, "parity not applied")
 
     def close(self) -> None:
         """Close the port."""
@@ -517,8 +529,31 @@ def _translate_open_error(s: ConnectionSettings, exc: BaseException) -> LinkErro
         who = f"in use by {holder}" if holder else "in use by another program"
         return PortBusy(f"{s.port}: {who}; stop it (or its service) and try again")
     if err == errno.EINVAL or "Invalid argument" in text:
-        return LinkError(
-            f"{s.port}: the port rejected the settings {s.describe()} ({text}); "
-            "a pty accepts only parity N"
-        )
+        return _rejected_settings(s, text)
     return LinkError(f"{s.port}: cannot open ({text})")
+
+
+def _rejected_settings(s: ConnectionSettings, reason: str) -> PortSettingsRejected:
+    """The advice for a port that refuses the line settings (a pty and parity E or O)."""
+    return PortSettingsRejected(
+        f"{s.port}: the port rejected the line settings "
+        f"{s.baud} {s.bytesize}{s.parity.upper()}{s.stopbits} ({reason}); "
+        "use the baud, parity and stop bits the adapter supports (a pty accepts only "
+        "--parity N)"
+    )
+
+
+def _parity_applied(port: Any, parity: str) -> bool:
+    """True when the device's termios parity bits say what was asked for (or cannot be read)."""
+    fd = getattr(port, "fd", None)
+    if not isinstance(fd, int):
+        return True
+    try:
+        cflag = termios.tcgetattr(fd)[2]
+    except (termios.error, OSError):
+        return True  # nothing to compare: the first transaction reports a broken port
+    wanted = parity.upper()
+    if wanted == "N":
+        return not cflag & termios.PARENB
+    odd = bool(cflag & termios.PARODD)
+    return bool(cflag & termios.PARENB) and odd == (wanted == "O")

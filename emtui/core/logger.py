@@ -79,6 +79,8 @@ class LoggingWorker:
         report: receives one line of text per event worth a log line.
         on_sample: receives every sample (the TUI shows them).
         wall, monotonic: clocks (injectable for tests).
+        link_down: the caller already reported the bus as unavailable (at start): no
+            "bus down" line until it has been back.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class LoggingWorker:
         on_sample: Callable[[Sample], None] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        link_down: bool = False,
     ) -> None:
         if not config.meters:
             raise ValueError("no meters configured: give --ids or [[meters]] in the config")
@@ -126,7 +129,7 @@ class LoggingWorker:
         self._last_summary = monotonic()
         self._last_status = 0.0
         self._clock_flags = ""
-        self._link_down = False
+        self._link_down = link_down
         self._overruns = 0
         self._overrun_reported = False
 

@@ -12,9 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from emtui.core.durable import atomic_write_bytes
 from emtui.core.link import PortBusy
@@ -105,3 +106,80 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
     pid = document.get("pid")
     document["running"] = isinstance(pid, int) and pid_alive(pid) and not document.get("stopped")
     return document
+
+
+class DirProblem(NamedTuple):
+    """Why a directory cannot be used; ``text`` follows the path in a message.
+
+    Attributes:
+        text: e.g. ``is a file, not a directory`` or ``is not writable by user pi``.
+        anyone: no user could use it (a file in the way), not only this one.
+    """
+
+    text: str
+    anyone: bool
+
+
+def user_name() -> str:
+    """The name of the user this process runs as (its uid when it has no name)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _exists(path: Path) -> bool:
+    """True if ``path`` exists; PermissionError when a parent cannot be searched."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def dir_problem(path: Path, *, write: bool) -> DirProblem | None:
+    """Why ``path`` cannot serve as a directory this user reads (and, with ``write``, writes).
+
+    None when it can. A directory that does not exist yet is fine when it could be created:
+    its nearest existing parent is a directory (this user may write, with ``write``). The
+    permission bits are asked of the kernel (access(2)), so root passes them as it should; a
+    file in the way or a read-only file system fails for every user.
+    """
+    path = Path(os.path.abspath(path))
+    user = user_name()
+    mode = os.R_OK | os.X_OK | (os.W_OK if write else 0)
+    need = "writable" if write else "readable"
+    try:
+        if _exists(path):
+            if not path.is_dir():
+                return DirProblem("is a file, not a directory", anyone=True)
+            if write and _read_only(path):
+                return DirProblem("is on a read-only file system", anyone=True)
+            if not os.access(path, mode):
+                return DirProblem(f"is not {need} by user {user}", anyone=False)
+            return None
+        parent = path.parent
+        while parent != parent.parent and not _exists(parent):
+            parent = parent.parent
+    except PermissionError:
+        return DirProblem(
+            f"cannot be reached: a parent directory is not searchable by user {user}",
+            anyone=False,
+        )
+    if not parent.is_dir():
+        how = "cannot be created" if write else "cannot exist"
+        return DirProblem(f"{how}: {parent} is a file, not a directory", anyone=True)
+    if not write:
+        return None  # nothing there yet to read
+    if _read_only(parent):
+        return DirProblem(f"cannot be created: {parent} is on a read-only file system", True)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return DirProblem(f"cannot be created: {parent} is not writable by user {user}", False)
+    return None
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -9,6 +9,7 @@ read it; the human description goes to stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -21,6 +22,8 @@ from emtui.sim.bus import SimulatedBus, quiet_pymodbus
 __all__ = ["add_arguments", "main", "run"]
 
 USAGE_ERROR = 2
+#: The exit code of a port that cannot be served (emtui's "connection" code).
+CONNECTION_ERROR = 3
 
 
 def _ids(text: str) -> list[int]:
@@ -246,7 +249,11 @@ def run(args: argparse.Namespace) -> int:
         with bus:
             if args.listen is not None:
                 host, port = args.listen
-                where = bus.start_tcp(host, port, framing=args.framing)
+                try:
+                    where = bus.start_tcp(host, port, framing=args.framing)
+                except OSError as exc:
+                    print(f"emtui sim: {_listen_error(host, port, exc)}", file=sys.stderr)
+                    return CONNECTION_ERROR
             else:
                 where = bus.start_pty()
             print(where, flush=True)
@@ -256,6 +263,20 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a TCP port that cannot be served, and what to do."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is already in use (another simulator or "
+            f"server); stop it or choose another port (--listen {host}:0 picks a free one)"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot listen on {where}: permission denied; use a port above 1023"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {where}: {reason}; give an address of this machine"
 
 
 def _describe(
