@@ -25,6 +25,7 @@ from emtui.core.config import (
     redact_target,
 )
 from emtui.core.link import LinkError, PortBusy, PortPermission
+from emtui.core.livefile import LivePublisher
 from emtui.core.runstate import DirProblem, PortLock, dir_problem, read_status, user_name
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ def log(args: argparse.Namespace) -> int:
             arbiter.start(require_link=False)
             link_down = True
         try:
-            worker = LoggingWorker(config, arbiter, report=_report, link_down=link_down)
+            live = LivePublisher(settings.port, settings.describe(), config.logging.interval)
+            worker = LoggingWorker(config, arbiter, report=_report, link_down=link_down, live=live)
             worker.run(stop, cycles=args.cycles)
             _report(f"stopped: {worker.summary()}")
         finally:

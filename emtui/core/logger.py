@@ -24,6 +24,7 @@ from typing import Any
 from emtui.core.arbiter import BusArbiter, Priority
 from emtui.core.config import Config, MeterConfig
 from emtui.core.csvlog import ClockWatch, MeterCsvWriter, cut_torn_tail
+from emtui.core.livefile import LivePublisher
 from emtui.core.reader import MeterReader, Sample
 from emtui.core.registers import load_map
 from emtui.core.runstate import STATUS_FILE, write_json_atomic
@@ -93,6 +94,7 @@ class LoggingWorker:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         link_down: bool = False,
+        live: LivePublisher | None = None,
     ) -> None:
         if not config.meters:
             raise ValueError("no meters configured: give --ids or [[meters]] in the config")
@@ -100,6 +102,7 @@ class LoggingWorker:
         self.arbiter = arbiter
         self.report = report
         self.on_sample = on_sample
+        self.live = live
         self.wall = wall
         self.monotonic = monotonic
         self.queue = UploadQueue(config.state_dir)
@@ -214,13 +217,26 @@ class LoggingWorker:
             self.report("bus back: polling again")
         self._link_down = link_error is not None
         self.cycles += 1
+        self._publish_live()
         return samples
+
+    def _publish_live(self) -> None:
+        """The latest sample per meter for the app (design §11: every poll, in memory)."""
+        if self.live is None:
+            return
+        self.live.publish(
+            [(m.config.id, m.config.label, m.reader.map.name, m.last) for m in self.meters],
+            {m.config.id: self.arbiter.device_stats(m.config.id) for m in self.meters},
+            self.config.state_dir / STATUS_FILE,
+        )
 
     def close(self) -> None:
         """Flush and close every file and write the final status."""
         for meter in self.meters:
             meter.writer.close()
         self.write_status(stopped=True)
+        if self.live is not None:
+            self.live.remove()
 
     # -- days and uploads ----------------------------------------------------------------------
 

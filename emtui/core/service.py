@@ -160,6 +160,8 @@ def unit_text(options: ServiceOptions) -> str:
         if names
         else ""
     )
+    # The latest sample per meter for the app (emtui.core.livefile): in memory, world-readable.
+    state_directory += "RuntimeDirectory=emtui\nRuntimeDirectoryMode=0755\n"
     outside = "".join(
         f"# {path} must be writable by {options.user} (emtui service install creates it).\n"
         for path in outside_dirs(options)

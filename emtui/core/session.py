@@ -90,6 +90,8 @@ class LoggingState:
     last_upload: str | None = None
     upload_target: str | None = None
     error: str | None = None
+    held_by: int | None = None
+    """PID of a headless logger that holds the bus (the app then only shows its figures)."""
 
 
 class Engine(Protocol):

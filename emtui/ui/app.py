@@ -153,7 +153,7 @@ class EmtuiApp(App[None]):
         """Redraw what changed: the header and the visible tab."""
         now = self.clock()
         interval = self.engine.interval
-        if self._logging_state.running:  # rows, files and queue move on; it may have died
+        if self._logging_state.running or self.read_only:  # rows and files move on
             self._logging_state = self.engine.logging_state()
         self._update_status()
         tabs = self.query_one(TabbedContent)
@@ -219,7 +219,7 @@ class EmtuiApp(App[None]):
     def action_refresh_extras(self) -> None:
         """Read every register of the meter on screen now (between poll cycles)."""
         active = self.query_one(TabbedContent).active
-        if active.startswith("tab-meter-"):
+        if active.startswith("tab-meter-") and not self._refuse_read_only():
             device_id = int(active.rsplit("-", 1)[1])
             self.engine.refresh_extras(device_id)
             self.notify(f"Reading every register of meter {device_id} after this cycle")
@@ -265,8 +265,25 @@ class EmtuiApp(App[None]):
 
     # -- scan ---------------------------------------------------------------------------------
 
+    @property
+    def read_only(self) -> bool:
+        """True while a headless logger holds the bus (the engine only shows its values)."""
+        return bool(getattr(self.engine, "read_only", False))
+
+    def _refuse_read_only(self) -> bool:
+        if self.read_only:
+            self.notify(
+                "A headless logger holds the bus: stop it first "
+                "(sudo systemctl stop emtui, if it runs as the service).",
+                severity="warning",
+                timeout=8,
+            )
+        return self.read_only
+
     def action_scan(self) -> None:
         """Open the scan screen."""
+        if self._refuse_read_only():
+            return
         if self._logging_state.running:
             self.notify("Stop logging (l) before scanning: a scan pauses the logger's rows.")
             return
@@ -346,6 +363,8 @@ class EmtuiApp(App[None]):
 
     def action_toggle_logging(self) -> None:
         """Start or stop the logging worker (the same one as ``emtui --log``)."""
+        if self._refuse_read_only():
+            return
         self._toggle_logging(not self._logging_state.running)
 
     @work(thread=True, exclusive=True, group="logging", exit_on_error=False)
@@ -371,6 +390,8 @@ class EmtuiApp(App[None]):
 
     def action_upload_now(self) -> None:
         """Send the queued day files now."""
+        if self._refuse_read_only():
+            return
         self.notify("Uploading the queued files …")
         self._upload()
 

@@ -11,8 +11,10 @@ import tempfile
 from pathlib import Path
 
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
-from emtui.core.link import ConnectionSettings
-from emtui.core.session import BusSession
+from emtui.core.link import ConnectionSettings, PortBusy
+from emtui.core.livefile import find_live
+from emtui.core.observer import LoggerObserver
+from emtui.core.session import BusSession, Engine
 
 #: The demo's site: the reference site's four pumps.
 DEMO_IDS = (1, 2, 3, 4)
@@ -35,14 +37,33 @@ def _log_to_file(state_dir: Path) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
 
 
+def open_engine(config: Config, settings: ConnectionSettings) -> tuple[Engine, str]:
+    """The started engine for the app, and a note for its header.
+
+    A bus held by a headless logger gives a read-only :class:`LoggerObserver` of that logger
+    (the app never fights it for the port); anything else that holds the port, or a port that
+    cannot be opened, raises (the CLI prints one line before any screen opens).
+    """
+    session = BusSession(config, settings)
+    try:
+        session.start()
+    except PortBusy:
+        live = find_live(settings.port)
+        if live is None:
+            raise
+        observer = LoggerObserver(config, settings, live)
+        observer.start()
+        return observer, observer.note
+    return session, ""
+
+
 def run_app(config: Config, settings: ConnectionSettings, keymap: dict[str, str]) -> int:
     """Run the app on the configured bus until the technician quits."""
     from emtui.ui.app import EmtuiApp
 
     _log_to_file(config.state_dir)
-    session = BusSession(config, settings)
-    session.start()  # PortBusy / LinkError: one line from the CLI, before the screen opens
-    app = EmtuiApp(session, config=config, keymap=keymap, start_engine=False)
+    engine, note = open_engine(config, settings)
+    app = EmtuiApp(engine, config=config, keymap=keymap, note=note, start_engine=False)
     app.run()
     return 0
 

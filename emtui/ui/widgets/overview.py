@@ -110,7 +110,16 @@ class Overview(Vertical):
 
     def show_logging(self, state: LoggingState, note: str) -> None:
         """The logging panel: on/off, rows, files, queue, uploads."""
-        if not state.running:
+        if state.held_by is not None:
+            text = (
+                f"Logged by the headless logger (PID {state.held_by}) to {state.data_dir}: "
+                f"{state.rows} rows"
+                + (f", [red]{state.rows_lost} NOT WRITTEN[/red]" if state.rows_lost else "")
+                + f"; queue {state.queued} file(s); last upload: {state.last_upload or '—'}"
+            )
+            if note:
+                text += f"\n{note}"
+        elif not state.running:
             text = f"Logging off. [b]l[/b] starts it (CSV files in {state.data_dir})."
             if state.error:
                 text += f"\n[red]{state.error}[/red]"
