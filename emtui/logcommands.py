@@ -56,9 +56,10 @@ def log(args: argparse.Namespace) -> int:
     report = check_config(config)
     if not report.ok:
         raise CliError("\n".join(report.errors), ExitCode.CONFIG)
+    # Before the warnings: with no port, "bus.port: not set" and the error said it twice.
+    settings = settings_from(config)
     for warning in report.warnings:
         _report(f"warning: {warning}")
-    settings = settings_from(config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -76,8 +77,8 @@ def log(args: argparse.Namespace) -> int:
             arbiter.start()
         except (PortBusy, PortPermission):
             raise  # a person must act: stop the other program, fix the group
-        except LinkError as exc:  # unplugged adapter, gateway down: log the gap, keep trying
-            _report(f"bus unavailable at start: {exc}; error rows until it is back")
+        except LinkError:  # unplugged adapter, gateway down: log the gap, keep trying
+            # Not reported here: the first cycle's "bus down: …" says it (it was said twice).
             arbiter.start(require_link=False)
         try:
             worker = LoggingWorker(config, arbiter, report=_report)

@@ -502,7 +502,9 @@ class MeterCsvWriter:
                 os.fsync(self._fd)
         except OSError as exc:
             self._last_error = f"fsync failed on {self._path}: {exc.strerror or exc}"
-            log.error("meter %d: %s", self.device_id, self._last_error)
+            # INFO, not ERROR: the owner reports last_error (the logger's report line), and
+            # at ERROR the same failure reached stderr twice
+            log.info("meter %d: %s", self.device_id, self._last_error)
             self._close_fd(sync=False)
             return
         self._dirty = False
@@ -528,8 +530,8 @@ class MeterCsvWriter:
         else:
             message = f"cannot write {where}: {exc.strerror or exc}"
         self._last_error = f"{message}: {self._rows_lost} row(s) lost so far"
-        if not self._failing:
-            log.error("meter %d: %s", self.device_id, self._last_error)
+        if not self._failing:  # INFO: the owner reports last_error (see _sync)
+            log.info("meter %d: %s", self.device_id, self._last_error)
         self._failing = True
         self._close_fd(sync=False)  # the next row reopens (and repairs) the same file
 
