@@ -1024,7 +1024,11 @@ _BUS_FIELDS: dict[str, _Field] = {
     ),
     "parity": _Field("parity", _check_parity, "--parity"),
     "stopbits": _Field("int", _check_stopbits, "--stopbits"),
-    "timeout": _Field("timeout", _positive(' seconds (or "auto" to learn it)', 60.0), "--timeout"),
+    "timeout": _Field(
+        "timeout",
+        _positive(' seconds ("auto" in the file, or no --timeout, learns it)', 60.0),
+        "--timeout",
+    ),
     "retries": _Field("int", _between(0, 10), "--retries"),
     "local_echo": _Field("bool", None, "--local-echo"),
     "gap": _Field("float", _between(0, 10.0, " seconds"), "--gap"),
