@@ -361,3 +361,97 @@ def test_config_check_takes_the_file_as_an_argument(tmp_path: Path) -> None:
     both = emtui("config", "check", path, "--config", other)
     assert both.returncode == ExitCode.USAGE
     assert "two config files" in _one_line(both)
+
+
+# -- messages said once, output whole off a terminal (issue 6, item 10) -----------------------
+
+
+def test_log_without_a_port_says_so_once(tmp_path: Path) -> None:
+    """emtui --log with no port: one line (before: a "bus.port: not set" warning as well)."""
+    result = emtui("--log", "--ids", "1", "--state-dir", str(tmp_path / "st"))
+    assert result.returncode == ExitCode.USAGE
+    assert "no port given" in _one_line(result)
+
+
+def test_log_with_a_missing_port_reports_it_once(tmp_path: Path) -> None:
+    """A port that is not there at start: the bus-down message once (before: "bus unavailable
+    at start" and then "bus down", both naming the port)."""
+    result = emtui(
+        "--log", "--ids", "1", "--port", "/dev/ttyNOPE", "--cycles", "2",
+        "--state-dir", str(tmp_path / "st"), "--data-dir", str(tmp_path / "d"),
+    )  # fmt: skip
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stderr.count("/dev/ttyNOPE: no such port") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_write_failure_is_reported_once(tmp_path: Path) -> None:
+    """A data dir that cannot be created: the failure is one line (before: the writer's log
+    record printed bare by Python's last-resort handler, and the logger's report line)."""
+    from emtui.sim.bus import SimulatedBus
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    with SimulatedBus(ids=[1], line_timing=False) as bus:
+        url = bus.start_tcp()
+        result = emtui(
+            "--log", "--ids", "1", "--port", url, "--parity", "N", "--cycles", "2",
+            "--state-dir", str(tmp_path / "st"), "--data-dir", str(blocker / "data"),
+        )  # fmt: skip
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stderr.count("cannot write") == 1, result.stderr
+    assert all(line.startswith("emtui: ") for line in result.stderr.splitlines())
+
+
+def test_engine_warnings_get_one_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    """main() run twice in one process (the TUI, tests) adds its stderr handler once: an
+    engine warning is printed once, as "emtui: …"."""
+    import logging
+
+    from emtui.cli import main
+
+    assert main(["map", "em6400ng", "--json"]) == 0
+    assert main(["map", "em6400ng", "--json"]) == 0
+    capsys.readouterr()
+    logging.getLogger("emtui.core.csvlog").warning("torn line moved aside")
+    assert capsys.readouterr().err == "emtui: torn line moved aside\n"
+
+
+def test_map_output_is_whole_when_piped() -> None:
+    """emtui map into a pipe prints every name and label whole (before: Rich assumed 80
+    columns and cut the cells with an ellipsis)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run(
+        [*EMTUI, "map", "em6400ng"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0
+    assert "…" not in result.stdout
+    doc = json.loads(emtui("map", "em6400ng", "--json").stdout)
+    for register in doc["registers"]:
+        assert f" {register['name']} " in result.stdout
+        assert f" {register['label']} " in result.stdout
+
+
+def test_read_and_scan_output_is_whole_when_piped() -> None:
+    """emtui read and scan into a pipe: no cell cut, every label whole."""
+    from emtui.sim.bus import SimulatedBus
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    with SimulatedBus(ids=[1], line_timing=False) as bus:
+        url = bus.start_tcp()
+        read = subprocess.run(
+            [*EMTUI, "read", "--port", url, "--parity", "N", "--id", "1"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        scan = subprocess.run(
+            [*EMTUI, "scan", "--port", url, "--parity", "N", "--ids", "1-2"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert "…" not in read.stdout
+    doc = json.loads(emtui("map", "em6400ng", "--json").stdout)
+    for register in doc["registers"]:
+        assert f" {register['label']} " in read.stdout
+    assert scan.returncode == 0, scan.stderr
+    (found,) = [line for line in scan.stdout.splitlines() if line.startswith("id ")]
+    assert "model EM6400NG" in found and "serial" in found

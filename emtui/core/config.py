@@ -541,8 +541,8 @@ def check_config(config: Config) -> ConfigReport:
         error(key, problem)
 
     # the bus
-    if config.bus.baud not in STANDARD_BAUDS:
-        warn("bus.baud", unusual_baud(config.bus.baud))
+    if MIN_BAUD <= config.bus.baud <= MAX_BAUD and config.bus.baud not in STANDARD_BAUDS:
+        warn("bus.baud", unusual_baud(config.bus.baud))  # out of range is an error above
     port = config.bus.port
     if not port:
         warn("bus.port", "not set — give --port or set port in [bus]")
