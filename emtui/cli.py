@@ -399,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except CliError as exc:
-        print(f"emtui: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # several config problems: each its own line
+            print(f"emtui: {line}", file=sys.stderr)
         return int(exc.code)
     except LinkError as exc:
         print(f"emtui: {exc}", file=sys.stderr)
