@@ -18,6 +18,7 @@ from typing import Any
 
 from emtui.cli import CliError, ExitCode, effective_config, emit_json, settings_from
 from emtui.core.config import (
+    PORT_MISSING,
     Config,
     check_config,
     config_check_text,
@@ -59,6 +60,8 @@ def log(args: argparse.Namespace) -> int:
     # Before the warnings: with no port, "bus.port: not set" and the error said it twice.
     settings = settings_from(config)
     for warning in report.warnings:
+        if ": bus.port: " in warning and PORT_MISSING in warning:
+            continue  # opening the port says it, with the ports found: once is enough
         _report(f"warning: {warning}")
     stop = threading.Event()
 

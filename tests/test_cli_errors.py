@@ -374,13 +374,14 @@ def test_log_without_a_port_says_so_once(tmp_path: Path) -> None:
 
 
 def test_log_with_a_missing_port_reports_it_once(tmp_path: Path) -> None:
-    """A port that is not there at start: the bus-down message once (before: "bus unavailable
-    at start" and then "bus down", both naming the port)."""
+    """A port that is not there at start: the bus-down message once (before: a "does not
+    exist" warning, "bus unavailable at start" and then "bus down", all naming the port)."""
     result = emtui(
         "--log", "--ids", "1", "--port", "/dev/ttyNOPE", "--cycles", "2",
         "--state-dir", str(tmp_path / "st"), "--data-dir", str(tmp_path / "d"),
     )  # fmt: skip
     assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stderr.count("/dev/ttyNOPE") == 2, result.stderr  # the start line, bus down
     assert result.stderr.count("/dev/ttyNOPE: no such port") == 1, result.stderr
     assert "Traceback" not in result.stderr
 

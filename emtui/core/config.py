@@ -103,6 +103,10 @@ DEFAULT_MAP = "em6400ng"
 DEFAULT_SCHEDULE = "0 14 * * *"
 """Upload once a day at 14:00 local time."""
 
+PORT_MISSING = "does not exist on this machine"
+"""The words of the warning for a serial port that is not there (``emtui --log`` leaves it to
+the open, which says it with the ports found)."""
+
 SECRET_KEYS = ("upload.key_file", "upload.token_file")
 """Keys whose files hold credentials: shown as paths, never opened by this module."""
 
@@ -554,7 +558,7 @@ def check_config(config: Config) -> ConfigReport:
                 f"/dev/serial/by-id/… name (ls -l /dev/serial/by-id/)",
             )
         if not os.path.exists(port):
-            warn("bus.port", f"{port} does not exist on this machine — check the adapter")
+            warn("bus.port", f"{port} {PORT_MISSING} — check the adapter")
 
     # the meters and their values
     if not config.meters:
