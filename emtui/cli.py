@@ -10,13 +10,23 @@ import argparse
 import enum
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from emtui import __version__
-from emtui.core.config import Config, ConfigError, apply_overrides, find_config_file, load_config
-from emtui.core.ids import parse_ids
+from emtui.core.config import (
+    STANDARD_BAUDS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    find_config_file,
+    flag_problem,
+    load_config,
+    unusual_baud,
+)
+from emtui.core.ids import MAX_ID, MIN_ID, parse_ids
 from emtui.core.link import ConnectionSettings, LinkError
 from emtui.core.registers import MapError, RegisterMap, load_map
 
@@ -59,7 +69,83 @@ def quiet_pymodbus() -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
 
 
+class _StderrHandler(logging.Handler):
+    """The one handler of the ``emtui`` loggers: ``emtui: message`` on stderr.
+
+    It looks ``sys.stderr`` up per record, so a replaced stderr (tests, the TUI) is used.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record as one line."""
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging() -> None:
+    """Send the engine's warnings to stderr as ``emtui: …`` lines, once.
+
+    Without a handler Python's last resort printed them bare; adding one on every call (the
+    TUI and tests call :func:`main` more than once per process) would print each line twice.
+    """
+    logger = logging.getLogger("emtui")
+    if any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("emtui: %(message)s"))
+    logger.addHandler(handler)
+
+
 # -- argument parsing ----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors as ONE line on stderr (exit 2), not usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line pointing at ``--help`` and exit USAGE."""
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: {message} — see {self.prog} --help\n")
+
+
+def _number_text(text: str, kind: Callable[[str], float]) -> float:
+    """``text`` as a number of ``kind``; "nan", "inf" and non-numbers are refused."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def flag_number(flag: str, kind: type[float] | type[int] = float) -> Callable[[str], Any]:
+    """An argparse ``type=`` for ``flag``: a finite number in the range of its config key."""
+
+    def parse(text: str) -> float:
+        value = _number_text(text, kind)
+        problem = flag_problem(flag, value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = flag  # argparse names the type in some messages
+    return parse
+
+
+def int_range(low: int, high: int | None = None, hint: str = "") -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number from ``low`` (to ``high``)."""
+
+    def parse(text: str) -> int:
+        value = int(_number_text(text, int))
+        if value < low or (high is not None and value > high):
+            span = f"{low}-{high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {span}{hint}, not {value}")
+        return value
+
+    return parse
 
 
 def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> None:
@@ -71,20 +157,26 @@ def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> No
         help="serial device (a /dev/serial/by-id/… name survives reboots), "
         "socket://HOST:PORT (RTU over TCP) or tcp://HOST:PORT (Modbus TCP)",
     )
-    group.add_argument("--baud", type=int, help="bit/s (default 19200)")
+    group.add_argument("--baud", type=flag_number("--baud", int), help="bit/s (default 19200)")
     group.add_argument("--parity", choices=("E", "O", "N"), type=str.upper, help="default E")
     group.add_argument("--stopbits", type=int, choices=(1, 2), help="default 1")
     group.add_argument(
-        "--timeout", type=float, help="fixed reply timeout in s (default: learned per meter)"
+        "--timeout",
+        type=flag_number("--timeout"),
+        help="fixed reply timeout in s (default: learned per meter)",
     )
-    group.add_argument("--retries", type=int, help="retries of a failed poll (default 1)")
+    group.add_argument(
+        "--retries", type=flag_number("--retries", int), help="retries of a failed poll (default 1)"
+    )
     group.add_argument(
         "--local-echo",
         action="store_true",
         default=None,
         help="the adapter echoes its own transmission",
     )
-    group.add_argument("--gap", type=float, help="extra silence before each request, s")
+    group.add_argument(
+        "--gap", type=flag_number("--gap"), help="extra silence before each request, s"
+    )
     if ids_help is not None:
         group.add_argument("--ids", help=ids_help)
     group.add_argument("--map", help="register map name or TOML file (default em6400ng)")
@@ -92,7 +184,9 @@ def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> No
 
 def _add_logging(parser: argparse.ArgumentParser) -> None:
     """Where the logger polls to and keeps its state (each overrides the config file)."""
-    parser.add_argument("--interval", type=float, help="poll interval, s (0: back to back)")
+    parser.add_argument(
+        "--interval", type=flag_number("--interval"), help="poll interval, s (0: back to back)"
+    )
     parser.add_argument("--data-dir", help="where the CSV files go")
     parser.add_argument("--state-dir", help="upload queue, status file and port lock")
 
@@ -104,7 +198,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser for ``command`` (None: the top level: TUI, --demo, --log)."""
     if command is None:
-        parser = argparse.ArgumentParser(
+        parser = Parser(
             prog="emtui",
             description="Commission and log Modbus RTU meters on RS-485. Commands: "
             + ", ".join(SUBCOMMANDS)
@@ -118,11 +212,15 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         mode.add_argument(
             "--log", action="store_true", help="log the meters to CSV (headless, unattended)"
         )
-        parser.add_argument("--cycles", type=int, help="stop after N poll cycles")
+        parser.add_argument(
+            "--cycles",
+            type=int_range(1, hint=" (leave it out to run until stopped)"),
+            help="stop after N poll cycles",
+        )
         _add_logging(parser)
         _add_connection(parser, "the meters to poll, e.g. 1-4,7")
         return parser
-    parser = argparse.ArgumentParser(prog=f"emtui {command}")
+    parser = Parser(prog=f"emtui {command}")
     if command == "scan":
         parser.description = "Find the meters on a bus and identify them."
         _add_connection(parser, "ids to scan, e.g. 1-10 (default 1-247)")
@@ -135,7 +233,9 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     elif command == "read":
         parser.description = "Read and decode a meter's registers once."
         _add_connection(parser, None)
-        parser.add_argument("--id", type=int, required=True, help="the meter's slave id")
+        parser.add_argument(
+            "--id", type=int_range(MIN_ID, MAX_ID), required=True, help="the meter's slave id"
+        )
         parser.add_argument("--group", action="append", help="only these map groups")
         parser.add_argument("--logged", action="store_true", help="only the logged set")
         _add_json(parser)
@@ -151,6 +251,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     elif command == "config":
         parser.description = "Validate the config file and print the effective settings."
         parser.add_argument("action", choices=("check",))
+        parser.add_argument("file", nargs="?", help="the config file (same as --config FILE)")
         _add_connection(parser, "the meters to poll")
         _add_logging(parser)
         _add_json(parser)
@@ -201,8 +302,12 @@ def effective_config(args: argparse.Namespace, *, meters: bool = True) -> Config
     """
     try:
         config = load_config(find_config_file(getattr(args, "config", None)))
-        ids = getattr(args, "ids", None) if meters else None
-        return apply_overrides(
+    except ConfigError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+    ids = getattr(args, "ids", None) if meters else None
+    try:
+        # An empty --ids is an error, not "no flag": test against None, not truthiness.
+        effective = apply_overrides(
             config,
             port=getattr(args, "port", None),
             baud=getattr(args, "baud", None),
@@ -212,14 +317,22 @@ def effective_config(args: argparse.Namespace, *, meters: bool = True) -> Config
             retries=getattr(args, "retries", None),
             local_echo=getattr(args, "local_echo", None),
             gap=getattr(args, "gap", None),
-            ids=ids_from_text(ids, "--ids") if ids else None,
+            ids=ids_from_text(ids, "--ids") if ids is not None else None,
             map_name=getattr(args, "map", None) if meters else None,
             interval=getattr(args, "interval", None),
             data_dir=getattr(args, "data_dir", None),
             state_dir=getattr(args, "state_dir", None),
         )
-    except ConfigError as exc:
-        raise CliError(str(exc), ExitCode.CONFIG) from None
+    except ConfigError as exc:  # a flag out of range (the parser checks most before)
+        raise CliError(str(exc), ExitCode.USAGE) from None
+    return effective
+
+
+def warn_unusual_baud(config: Config) -> None:
+    """One warning line when the bit rate is not a standard one (the commands that do not
+    run ``check_config``, which warns about it itself)."""
+    if config.bus.baud not in STANDARD_BAUDS:
+        print(f"emtui: warning: baud {unusual_baud(config.bus.baud)}", file=sys.stderr)
 
 
 def settings_from(config: Config) -> ConnectionSettings:
@@ -265,10 +378,18 @@ def emit_json(document: Any) -> None:
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run the command; returns the exit code."""
     quiet_pymodbus()
+    setup_logging()
     argv = list(argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(argv[1:] if command else argv)
+    if command == "config" and args.file is not None:
+        if args.config is not None and args.config != args.file:
+            raise CliError(
+                f"two config files given ({args.file} and --config {args.config}) — give one",
+                ExitCode.USAGE,
+            )
+        args.config = args.file
     from emtui import commands
 
     if command == "scan":
@@ -302,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except CliError as exc:
-        print(f"emtui: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # several config problems: each its own line
+            print(f"emtui: {line}", file=sys.stderr)
         return int(exc.code)
     except LinkError as exc:
         print(f"emtui: {exc}", file=sys.stderr)

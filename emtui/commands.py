@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from emtui.cli import (
     ids_from_text,
     map_from_args,
     settings_from,
+    warn_unusual_baud,
 )
 from emtui.core.arbiter import BusArbiter, Priority
 from emtui.core.codec import Value, display_text, meter_clock
@@ -36,9 +38,17 @@ from emtui.core.reader import MeterReader, Sample
 from emtui.core.registers import RegisterEntry, RegisterMap
 from emtui.core.scanner import FoundDevice, Scanner
 
+#: Width of human output that goes to a file or a pipe: wide enough that no value is cut.
+PIPE_WIDTH = 1000
+
 
 def _console() -> Console:
-    return Console(highlight=False)
+    # Off a terminal Rich assumes 80 columns and cuts table cells with an ellipsis; a file or
+    # a pipe (grep, less -S, a spreadsheet import) needs every value whole. $COLUMNS still wins.
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
 
 
 def _err_console() -> Console:
@@ -61,8 +71,10 @@ def scan(args: argparse.Namespace) -> int:
     config = effective_config(args, meters=False)
     settings = settings_from(config)
     rmap = map_from_args(args.map or "em6400ng")
-    ids = ids_from_text(args.ids or "1-247", "--ids")
-    expected = ids_from_text(args.expect, "--expect") if args.expect else []
+    # `is None`, not `or`: an empty --ids '' is a mistake to report, not "scan everything"
+    ids = ids_from_text("1-247" if args.ids is None else args.ids, "--ids")
+    expected = ids_from_text(args.expect, "--expect") if args.expect is not None else []
+    warn_unusual_baud(config)
     out = _console()
     err = _err_console()
     progress = Progress(
@@ -159,6 +171,13 @@ def _read_entries(rmap: RegisterMap, args: argparse.Namespace) -> list[RegisterE
                 ExitCode.USAGE,
             )
         entries = [e for e in entries if e.group in groups]
+    if not entries:
+        which = " in group(s) " + ", ".join(sorted(set(args.group))) if args.group else ""
+        raise CliError(
+            f"--logged: map {rmap.name} marks no entry{which} logged, so there is nothing to "
+            f"read — leave out --logged (or --group), or mark entries logged = true in the map",
+            ExitCode.USAGE,
+        )
     return entries
 
 
@@ -175,9 +194,8 @@ def read(args: argparse.Namespace) -> int:
     settings = settings_from(config)
     meter = config.meter(args.id)
     rmap = map_from_args(args.map or (meter.map if meter else "em6400ng"))
-    if not 1 <= args.id <= 247:
-        raise CliError("--id must be 1-247", ExitCode.USAGE)
     entries = _read_entries(rmap, args)
+    warn_unusual_baud(config)
     with BusArbiter(settings) as arbiter:
         reader = MeterReader(
             arbiter,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from emtui.cli import CliError, ExitCode, effective_config, emit_json, settings_from
 from emtui.core.config import (
+    PORT_MISSING,
     Config,
     check_config,
     config_check_text,
@@ -96,11 +97,14 @@ def log(args: argparse.Namespace) -> int:
     report = check_config(config)
     if not report.ok:
         raise CliError("\n".join(report.errors), ExitCode.CONFIG)
-    for warning in report.warnings:
-        _report(f"warning: {warning}")
+    # Before the warnings: with no port, "bus.port: not set" and the error said it twice.
     settings = settings_from(config)
     _usable_dir(config.state_dir, "state", write=True, create=True)
     _usable_dir(config.logging.data_dir, "data", write=True, create=True)
+    for warning in report.warnings:
+        if ": bus.port: " in warning and PORT_MISSING in warning:
+            continue  # opening the port says it, with the ports found: once is enough
+        _report(f"warning: {warning}")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -119,8 +123,8 @@ def log(args: argparse.Namespace) -> int:
             arbiter.start()
         except (PortBusy, PortPermission):
             raise  # a person must act: stop the other program, fix the group
-        except LinkError as exc:  # unplugged adapter, gateway down: log the gap, keep trying
-            _report(f"bus unavailable at start: {exc}; error rows until it is back")
+        except LinkError:  # unplugged adapter, gateway down: log the gap, keep trying
+            # Not reported here: the first cycle's "bus down: …" says it (it was said twice).
             arbiter.start(require_link=False)
             link_down = True
         try:

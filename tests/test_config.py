@@ -281,7 +281,7 @@ BASE = '[bus]\nport = "/dev/ttyUSB0"\n'
     ("text", "key", "words"),
     [
         ('[bus]\nparity = "X"\n', "bus.parity", '"E", "O" or "N"'),
-        ("[bus]\nbaud = 0\n", "bus.baud", "more than 0"),
+        ("[bus]\nbaud = 0\n", "bus.baud", "300 or more"),
         ('[bus]\nbaud = "19200"\n', "bus.baud", "must be an integer"),
         ("[bus]\nstopbits = 3\n", "bus.stopbits", "1 or 2"),
         ("[bus]\ntimeout = -1\n", "bus.timeout", '"auto"'),
@@ -605,3 +605,81 @@ def test_config_check_warns_when_site_is_not_set() -> None:
     named = check_config(Config(upload=UploadConfig(target="file:///srv/meters", site="ph-1")))
     assert not any("upload.site" in w for w in named.warnings)
     assert not any("upload.site" in w for w in check_config(Config()).warnings)  # no uploads
+
+
+FLOAT_KEYS = [
+    ("bus", "timeout"),
+    ("bus", "gap"),
+    ("logging", "interval"),
+    ("logging", "fsync_interval"),
+    ("upload", "timeout"),
+]
+
+
+@pytest.mark.parametrize("value", ["nan", "+nan", "inf", "-inf"])
+@pytest.mark.parametrize(("table", "key"), FLOAT_KEYS, ids=lambda v: str(v))
+def test_non_finite_numbers_are_refused_in_every_float_key(
+    tmp_path: Path, table: str, key: str, value: str
+) -> None:
+    """TOML allows nan and inf; no numeric key accepts them (nan passed every range check:
+    timeout = nan made every row a timeout, interval = nan crashed the logger)."""
+    (error,) = _errors(f"[{table}]\n{key} = {value}\n", tmp_path)
+    assert f": {table}.{key}: must be a finite number" in error
+
+
+@pytest.mark.parametrize(
+    ("override", "flag"),
+    [
+        ({"timeout": float("nan")}, "--timeout"),
+        ({"gap": float("inf")}, "--gap"),
+        ({"interval": float("nan")}, "--interval"),
+        ({"timeout": 1e300}, "--timeout"),
+        ({"interval": 1e300}, "--interval"),
+    ],
+)
+def test_overrides_refuse_non_finite_and_huge_numbers(
+    override: dict[str, float], flag: str
+) -> None:
+    """apply_overrides (configs built in code, flags) runs the same finite and range checks;
+    1e300 s would overflow the waits it ends up in."""
+    with pytest.raises(ConfigError, match=f"command line: {flag}: "):
+        apply_overrides(Config(), **override)  # type: ignore[arg-type]
+
+
+def test_built_config_with_nan_fails_check_config() -> None:
+    """A Config built in code with nan is caught by check_config too."""
+    report = check_config(replace(Config(), bus=BusConfig(timeout=float("nan"))))
+    assert any("bus.timeout: must be a finite number" in e for e in report.errors)
+
+
+@pytest.mark.parametrize(
+    ("baud", "error", "warning"),
+    [(110, True, False), (299, True, False), (300, False, False), (1234, False, True),
+     (19200, False, False), (5_000_000, True, False)],
+)  # fmt: skip
+def test_baud_range_and_unusual_rates(baud: int, error: bool, warning: bool) -> None:
+    """Bauds below 300 (or absurdly high) are errors; valid but non-standard ones warn."""
+    report = check_config(replace(Config(), bus=BusConfig(port="/dev/null", baud=baud)))
+    assert any("bus.baud" in e for e in report.errors) is error
+    assert any("bus.baud" in w and "not a standard rate" in w for w in report.warnings) is warning
+
+
+def test_a_map_that_logs_nothing_is_a_config_error(tmp_path: Path) -> None:
+    """A meter whose map marks nothing logged (and no values): check_config says it would log
+    nothing; naming values fixes it."""
+    map_file = tmp_path / "nolog.toml"
+    map_file.write_text('[map]\nname = "nolog"\n[[register]]\nname = "v"\nregister = 1\n'
+                        'type = "uint16"\n', encoding="utf-8")  # fmt: skip
+    config = replace(Config(), meters=(MeterConfig(id=2, map=str(map_file)),))
+    (error,) = check_config(config).errors
+    assert "meters[0].map" in error and "would log nothing" in error
+    fixed = replace(config, meters=(MeterConfig(id=2, map=str(map_file), values=("v",)),))
+    assert check_config(fixed).ok
+
+
+def test_a_config_file_with_a_bom_says_so(tmp_path: Path) -> None:
+    """A BOM (Windows editors) is named instead of TOML's 'invalid statement'."""
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf[bus]\nbaud = 9600\n")
+    with pytest.raises(ConfigError, match="byte-order mark"):
+        load_config(path)

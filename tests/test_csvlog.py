@@ -514,3 +514,41 @@ def test_kill_9_leaves_parseable_files_holding_every_reported_row(tmp_path: Path
     missing = reported - set(seen)
     assert not missing, f"{len(missing)} reported row(s) missing, e.g. {sorted(missing)[:5]}"
     assert list(meter_dir.glob("*.torn-*")), "the injected torn tails were not moved aside"
+
+
+def test_stepped_back_flag_persists_past_midnight_until_the_high_water_mark(
+    tmp_path: Path,
+) -> None:
+    """After the clock steps back across midnight, every row whose timestamp repeats one
+    already written is flagged stepped_back, including the rows in the next day's file, and
+    the flag clears on the first row past the latest time written before the step."""
+    midnight = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
+    wall = [midnight + 3]  # 00:00:03 of the 26th
+    mono = [1000.0]
+    watch = ClockWatch(wall=lambda: wall[0], monotonic=lambda: mono[0], synced=lambda: True)
+    w = writer(tmp_path, [entry("v")])
+    flags_by_time: list[tuple[float, str]] = []
+
+    def row() -> None:
+        flags = watch.check()
+        w.write(sample(wall[0], v=Value(1.0)), flags)
+        flags_by_time.append((wall[0], flags))
+        wall[0] += 1
+        mono[0] += 1
+
+    for _ in range(3):  # 00:00:03 .. 00:00:05 written: the high-water mark is 00:00:05
+        row()
+    wall[0] = midnight - 3  # NTP steps the clock back 9 s, to 23:59:57 of the 25th
+    for _ in range(10):  # 23:59:57 .. 00:00:06
+        row()
+    w.close()
+    seconds = [round(t - midnight) for t, _ in flags_by_time]
+    assert seconds == [3, 4, 5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6]
+    flags = [f for _, f in flags_by_time]
+    assert flags[:3] == ["", "", ""]
+    assert flags[3:12] == ["stepped_back"] * 9  # 23:59:57 .. 00:00:05 again
+    assert flags[12] == ""  # 00:00:06, past the high-water mark: the clock is trusted again
+    next_day = read_rows(day_file_path(tmp_path, 1, date(2026, 11, 26)))[1:]
+    repeated = [r for r in next_day if float(r[1]) - midnight in (3, 4, 5)]
+    assert len(repeated) == 6  # each of 00:00:03-05 written twice in the same file
+    assert [r[-1] for r in repeated] == ["", "", "", "stepped_back", "stepped_back", "stepped_back"]

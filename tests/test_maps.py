@@ -507,3 +507,29 @@ def test_malformed_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(MapError) as info:
         load_map(bad)
     assert str(info.value).startswith(f"{bad}: entry 'x': unknown type 'nope'")
+
+
+SMALL_MAP = '[map]\nname = "small"\n[[register]]\nname = "v"\nregister = 1\ntype = "uint16"\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\xef\xbb\xbf" + SMALL_MAP.encode(), "byte-order mark (BOM)"),
+        (SMALL_MAP.replace("small", "sm\xe4ll").encode("latin-1"), "not UTF-8 text (byte 16"),
+        (SMALL_MAP.encode() + b"#" * (1024 * 1024), "larger than 1024 KiB"),
+    ],
+    ids=["bom", "latin-1", "too large"],
+)
+def test_map_files_must_be_plain_utf8_and_not_huge(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    """A map with a BOM, in another encoding or over the size limit raises MapError naming
+    the file and the problem (a non-UTF-8 file raised UnicodeDecodeError before)."""
+    path = tmp_path / "m.toml"
+    path.write_bytes(content)
+    with pytest.raises(MapError, match=r"m\.toml: ") as info:
+        load_map(path)
+    assert words in str(info.value)
+    path.write_text(SMALL_MAP, encoding="utf-8")
+    assert load_map(path).name == "small"

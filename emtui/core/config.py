@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import stat
@@ -101,6 +102,10 @@ DEFAULT_MAP = "em6400ng"
 
 DEFAULT_SCHEDULE = "0 14 * * *"
 """Upload once a day at 14:00 local time."""
+
+PORT_MISSING = "does not exist on this machine"
+"""The words of the warning for a serial port that is not there (``emtui --log`` leaves it to
+the open, which says it with the ports found)."""
 
 SECRET_KEYS = ("upload.key_file", "upload.token_file")
 """Keys whose files hold credentials: shown as paths, never opened by this module."""
@@ -377,6 +382,10 @@ def load_config(path: Path | None) -> Config:
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}) — save it as UTF-8") from None
+    if text.startswith("\ufeff"):  # tomllib would only say "invalid statement" at 1:1
+        raise ConfigError(
+            f"{path}: starts with a UTF-8 byte-order mark (BOM) — save it as UTF-8 without BOM"
+        )
     return parse_config(text, path)
 
 
@@ -539,6 +548,8 @@ def check_config(config: Config) -> ConfigReport:
         error(key, problem)
 
     # the bus
+    if MIN_BAUD <= config.bus.baud <= MAX_BAUD and config.bus.baud not in STANDARD_BAUDS:
+        warn("bus.baud", unusual_baud(config.bus.baud))  # out of range is an error above
     port = config.bus.port
     if not port:
         warn("bus.port", "not set — give --port or set port in [bus]")
@@ -550,7 +561,7 @@ def check_config(config: Config) -> ConfigReport:
                 f"/dev/serial/by-id/… name (ls -l /dev/serial/by-id/)",
             )
         if not os.path.exists(port):
-            warn("bus.port", f"{port} does not exist on this machine — check the adapter")
+            warn("bus.port", f"{port} {PORT_MISSING} — check the adapter")
 
     # the meters and their values
     if not config.meters:
@@ -585,6 +596,14 @@ def check_config(config: Config) -> ConfigReport:
             continue
         names = config.values_for(meter)
         if names is None:
+            if not register_map.logged:
+                # the logger would write rows of timestamps and status only
+                error(
+                    f"{key}.map",
+                    f"map {register_map.name!r} marks no entry logged, so meter {meter.id} "
+                    f"would log nothing — list the values to log (values = [...], names from "
+                    f"`emtui map {meter.map}`) or set logged = true on entries in the map",
+                )
             continue
         values_key = f"{key}.values" if meter.values is not None else "logging.values"
         try:
@@ -655,6 +674,14 @@ def _check_dirs(
                 "run the check as the service user (sudo -u emtui emtui config check) or "
                 "give the directory to that user",
             )
+
+
+def unusual_baud(baud: int) -> str:
+    """The warning for a bit rate that is valid but not a standard one."""
+    return (
+        f"{baud} bit/s is not a standard rate — meters and adapters usually support only "
+        f"{', '.join(str(b) for b in STANDARD_BAUDS)}; check the meter's setting"
+    )
 
 
 def validate_config(config: Config) -> list[str]:
@@ -852,6 +879,9 @@ class _Field:
 
 
 def _run_check(spec: _Field, value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        # nan compares false with everything, so a range check alone would let it through
+        return f"must be a finite number, not {value!r}"
     if spec.check is None or value is None:
         return None
     try:
@@ -860,19 +890,23 @@ def _run_check(spec: _Field, value: Any) -> str | None:
         return f"has the wrong type ({type(value).__name__})"
 
 
-def _at_least(low: float, hint: str = "") -> Callable[[Any], str | None]:
+def _between(low: float, high: float, hint: str = "") -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if value < low:
             return f"must be {low:g} or more{hint}, not {value!r}"
+        if value > high:
+            return f"must be {high:g} or less{hint}, not {value!r}"
         return None
 
     return check
 
 
-def _positive(hint: str) -> Callable[[Any], str | None]:
+def _positive(hint: str, high: float | None = None) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if value <= 0:
             return f"must be more than 0{hint}, not {value!r}"
+        if high is not None and value > high:
+            return f"must be {high:g} or less{hint}, not {value!r}"
         return None
 
     return check
@@ -1009,15 +1043,32 @@ def _check_schedule(value: Any) -> str | None:
     return None
 
 
+STANDARD_BAUDS = (
+    300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600
+)  # fmt: skip
+"""Bit rates serial adapters and meters commonly support; others get a warning."""
+
+MIN_BAUD = 300
+"""The lowest bit rate accepted (no RS-485 meter goes slower)."""
+
+MAX_BAUD = 4_000_000
+"""The highest bit rate accepted (fast USB adapters top out around 3 Mbit/s)."""
+
 _BUS_FIELDS: dict[str, _Field] = {
     "port": _Field("str", _check_port, "--port"),
-    "baud": _Field("int", _positive(" (a bit rate such as 9600 or 19200)"), "--baud"),
+    "baud": _Field(
+        "int", _between(MIN_BAUD, MAX_BAUD, " bit/s (a bit rate such as 9600 or 19200)"), "--baud"
+    ),
     "parity": _Field("parity", _check_parity, "--parity"),
     "stopbits": _Field("int", _check_stopbits, "--stopbits"),
-    "timeout": _Field("timeout", _positive(' seconds (or "auto" to learn it)'), "--timeout"),
-    "retries": _Field("int", _at_least(0), "--retries"),
+    "timeout": _Field(
+        "timeout",
+        _positive(' seconds ("auto" in the file, or no --timeout, learns it)', 60.0),
+        "--timeout",
+    ),
+    "retries": _Field("int", _between(0, 10), "--retries"),
     "local_echo": _Field("bool", None, "--local-echo"),
-    "gap": _Field("float", _at_least(0, " seconds"), "--gap"),
+    "gap": _Field("float", _between(0, 10.0, " seconds"), "--gap"),
 }
 
 _METER_FIELDS: dict[str, _Field] = {
@@ -1028,22 +1079,40 @@ _METER_FIELDS: dict[str, _Field] = {
 }
 
 _LOGGING_FIELDS: dict[str, _Field] = {
-    "interval": _Field("float", _at_least(0, " seconds (0 polls back to back)"), "--interval"),
+    "interval": _Field(
+        "float", _between(0, 86400.0, " seconds (0 polls back to back)"), "--interval"
+    ),
     "data_dir": _Field("path", None, "--data-dir"),
     "values": _Field("names"),
-    "fsync_interval": _Field("float", _at_least(0, " seconds (0 syncs every row)")),
+    "fsync_interval": _Field("float", _between(0, 86400.0, " seconds (0 syncs every row)")),
 }
 
 _UPLOAD_FIELDS: dict[str, _Field] = {
     "target": _Field("str", _check_target),
     "schedule": _Field("str", _check_schedule),
-    "retention_days": _Field("int", _at_least(0, " days (0 deletes once confirmed)")),
+    "retention_days": _Field("int", _between(0, 36500, " days (0 deletes once confirmed)")),
     "site": _Field("str", _check_site),
     "key_file": _Field("path"),
     "known_hosts": _Field("path"),
     "token_file": _Field("path"),
-    "timeout": _Field("float", _positive(" seconds")),
+    "timeout": _Field("float", _positive(" seconds", 3600.0)),
 }
+
+_FLAG_FIELDS: dict[str, _Field] = {
+    flag: spec
+    for spec in (*_BUS_FIELDS.values(), _LOGGING_FIELDS["interval"])
+    if (flag := spec.flag) is not None
+}
+
+
+def flag_problem(flag: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the command-line ``flag`` (None: fine).
+
+    The same range checks as the config file's keys (``--timeout`` as ``bus.timeout``), so a
+    flag and a key accept exactly the same values; non-finite numbers are always refused.
+    """
+    return _run_check(_FLAG_FIELDS[flag], value)
+
 
 _TOP_KEYS = ("state_dir", "bus", "meters", "logging", "upload")
 
@@ -1233,6 +1302,8 @@ def _convert(kind: str, raw: Any, base_dir: Path | None) -> Any:
     if kind == "float":
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise _Bad(f"must be a number, not {_show(raw)}")
+        if not math.isfinite(raw):
+            raise _Bad(f"must be a finite number, not {_show(raw)}")
         return float(raw)
     if kind == "bool":
         if not isinstance(raw, bool):
@@ -1243,6 +1314,8 @@ def _convert(kind: str, raw: Any, base_dir: Path | None) -> Any:
             return None
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise _Bad(f'must be seconds or "auto", not {_show(raw)}')
+        if not math.isfinite(raw):
+            raise _Bad(f'must be a finite number of seconds or "auto", not {_show(raw)}')
         return float(raw)
     if kind == "names":
         if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):

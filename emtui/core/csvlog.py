@@ -502,7 +502,9 @@ class MeterCsvWriter:
                 os.fsync(self._fd)
         except OSError as exc:
             self._last_error = f"fsync failed on {self._path}: {exc.strerror or exc}"
-            log.error("meter %d: %s", self.device_id, self._last_error)
+            # INFO, not ERROR: the owner reports last_error (the logger's report line), and
+            # at ERROR the same failure reached stderr twice
+            log.info("meter %d: %s", self.device_id, self._last_error)
             self._close_fd(sync=False)
             return
         self._dirty = False
@@ -528,8 +530,8 @@ class MeterCsvWriter:
         else:
             message = f"cannot write {where}: {exc.strerror or exc}"
         self._last_error = f"{message}: {self._rows_lost} row(s) lost so far"
-        if not self._failing:
-            log.error("meter %d: %s", self.device_id, self._last_error)
+        if not self._failing:  # INFO: the owner reports last_error (see _sync)
+            log.info("meter %d: %s", self.device_id, self._last_error)
         self._failing = True
         self._close_fd(sync=False)  # the next row reopens (and repairs) the same file
 
@@ -616,6 +618,8 @@ class ClockWatch:
     * ``stepped_back``: the wall clock went backwards by more than ``back_tolerance`` seconds
       since the previous check, or the wall-minus-monotonic offset fell by more than
       ``step_tolerance`` seconds (a step back hidden by the time between rows).
+      It stays on every row until the wall clock passes the latest time seen before the
+      step (the high-water mark): those rows repeat timestamps already written.
     * ``stepped``: the offset grew by more than ``step_tolerance`` seconds (a forward step,
       e.g. NTP setting the clock after boot).
     * ``unsynced``: ``synced()`` says False, or the wall clock is before
@@ -644,18 +648,30 @@ class ClockWatch:
         self.step_tolerance = step_tolerance
         self.min_year = min_year
         self._previous: tuple[float, float] | None = None
+        self._high_water: float | None = None  # the latest wall time seen
+        self._behind = False  # stepped back and not yet past the high-water mark
 
     def check(self) -> str:
         """The flags for the row written now ("" when the clock looks fine)."""
         wall, mono = self.wall(), self.monotonic()
         flags: list[str] = []
+        stepped_back = False
         if self._previous is not None:
             last_wall, last_mono = self._previous
             offset_change = (wall - mono) - (last_wall - last_mono)
             if wall < last_wall - self.back_tolerance or offset_change < -self.step_tolerance:
-                flags.append("stepped_back")
+                stepped_back = self._behind = True
             elif offset_change > self.step_tolerance:
                 flags.append("stepped")
+        # After a step back every row up to the high-water mark repeats a timestamp already
+        # written (possibly in the next day's file, when the step crossed midnight), so the
+        # flag stays until the clock passes it, not only on the row where the step was seen.
+        if self._behind and not stepped_back:
+            assert self._high_water is not None
+            self._behind = wall <= self._high_water
+        if self._behind or stepped_back:
+            flags.insert(0, "stepped_back")
+        self._high_water = wall if self._high_water is None else max(self._high_water, wall)
         self._previous = (wall, mono)
         if self._implausible(wall) or self.synced() is False:
             flags.append("unsynced")

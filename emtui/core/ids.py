@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 MIN_ID = 1
 """The lowest Modbus RTU slave id (0 is broadcast)."""
 
 MAX_ID = 247
 """The highest Modbus RTU slave id."""
+
+
+_ITEM_RE = re.compile(r"(?P<low>[0-9]+)\s*(?:-\s*(?P<high>[0-9]+))?", re.ASCII)
 
 
 def parse_ids(text: str) -> list[int]:
@@ -26,14 +31,12 @@ def parse_ids(text: str) -> list[int]:
     for item in items:
         if not item:
             raise ValueError(f"empty item in id list {text!r} (expected e.g. 1-4,7)")
-        low_text, sep, high_text = item.partition("-")
-        try:
-            low = int(low_text.strip())
-            high = int(high_text.strip()) if sep else low
-        except ValueError:
-            raise ValueError(
-                f"bad id {item!r} in {text!r}: expected a number or a range like 1-4"
-            ) from None
+        # ASCII digits only: int() alone would take "1_0", "+3" or other scripts' digits
+        match = _ITEM_RE.fullmatch(item)
+        if match is None:
+            raise ValueError(f"bad id {item!r} in {text!r}: expected a number or a range like 1-4")
+        low = int(match["low"])
+        high = int(match["high"]) if match["high"] is not None else low
         if high < low:
             raise ValueError(f"bad id range {item!r}: {low} is above {high}")
         for value in (low, high):

@@ -87,6 +87,13 @@ _ENTRY_KEYS = {
 }
 
 
+MAX_MAP_BYTES = 1024 * 1024
+"""The largest map file read (the full EM6400NG map is under 40 KiB): a bigger file is
+surely not a map, and reading it whole could exhaust a small Pi's memory."""
+
+_BOM = b"\xef\xbb\xbf"
+
+
 class MapError(ValueError):
     """A register map that cannot be used; the message names the file, entry and problem."""
 
@@ -226,14 +233,14 @@ def load_map(name_or_path: str | Path, search_dirs: list[Path] | None = None) ->
     if candidate.suffix == ".toml" or candidate.is_file() or "/" in str(name_or_path):
         if not candidate.is_file():
             raise MapError(f"{candidate}: no such map file")
-        text = candidate.read_text(encoding="utf-8")
+        text = read_map_file(candidate)
         origin = str(candidate)
     else:
         name = str(name_or_path)
         for directory in search_dirs or []:
             user = directory / f"{name}.toml"
             if user.is_file():
-                text, origin = user.read_text(encoding="utf-8"), str(user)
+                text, origin = read_map_file(user), str(user)
                 break
         else:
             resource = resources.files("emtui.registers") / f"{name}.toml"
@@ -242,6 +249,35 @@ def load_map(name_or_path: str | Path, search_dirs: list[Path] | None = None) ->
                 raise MapError(f"unknown map {name!r}: built-in maps are {known}, or give a file")
             text, origin = resource.read_text(encoding="utf-8"), f"{name}.toml (built in)"
     return parse_map(text, origin)
+
+
+def read_map_file(path: Path) -> str:
+    """The text of the map file at ``path``, checked to be a sane size and plain UTF-8.
+
+    Raises:
+        MapError: the file cannot be read, is larger than :data:`MAX_MAP_BYTES`, starts with
+            a byte-order mark, or is not UTF-8; the message says which and what to do.
+    """
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_MAP_BYTES + 1)  # never more than the limit, whatever the file
+    except OSError as exc:
+        raise MapError(f"{path}: cannot read the map: {exc.strerror or exc}") from None
+    if len(data) > MAX_MAP_BYTES:
+        raise MapError(
+            f"{path}: larger than {MAX_MAP_BYTES // 1024} KiB, the limit for a map file — "
+            f"is it really a register map?"
+        )
+    if data.startswith(_BOM):
+        raise MapError(
+            f"{path}: starts with a UTF-8 byte-order mark (BOM) — save it as UTF-8 without BOM"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MapError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}) — save it as UTF-8"
+        ) from None
 
 
 def parse_map(text: str, origin: str = "<map>") -> RegisterMap:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import signal
 import sys
 import threading
@@ -31,6 +32,27 @@ def _ids(text: str) -> list[int]:
         return parse_ids(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finite(option: str, text: str) -> float:
+    """``text`` as a finite number (nan and inf compare false with every bound)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{option}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{option}: {text!r} is not a finite number")
+    return value
+
+
+def _turnaround(text: str) -> float:
+    try:
+        value = _finite("--turnaround", text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 10_000:  # false for nan too
+        raise argparse.ArgumentTypeError(f"must be a number of ms 0-10000, not {text!r}")
+    return value
 
 
 def _probability(text: str) -> float:
@@ -85,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--turnaround",
-        type=float,
+        type=_turnaround,
         default=20.0,
         metavar="MS",
         help="meter turnaround in milliseconds (default 20)",
@@ -169,7 +191,7 @@ def _apply_faults(bus: SimulatedBus, args: argparse.Namespace) -> list[str]:
         notes.append(f"absent: {format_ids(args.absent)}")
     for text in args.slow:
         ident, seconds = _split("--slow", text, 2)
-        device_id, delay = _device("--slow", ident), float(seconds)
+        device_id, delay = _device("--slow", ident), _finite("--slow", seconds)
         if delay < 0:
             raise ValueError(f"--slow {text!r}: the delay cannot be negative")
         bus.set_fault(device_id, slow=delay)
@@ -196,7 +218,11 @@ def _apply_faults(bus: SimulatedBus, args: argparse.Namespace) -> list[str]:
             notes.append(f"{key.replace('_', ' ')}: {fraction} of replies ({scope})")
     for text in args.flap:
         ident, down, up = _split("--flap", text, 3)
-        device_id, down_s, up_s = _device("--flap", ident), float(down), float(up)
+        device_id, down_s, up_s = (
+            _device("--flap", ident),
+            _finite("--flap", down),
+            _finite("--flap", up),
+        )
         if down_s < 0 or up_s < 0 or down_s + up_s <= 0:
             raise ValueError(f"--flap {text!r}: the periods must be positive")
         bus.set_fault(device_id, flap=(down_s, up_s))
