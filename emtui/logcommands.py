@@ -118,7 +118,6 @@ def log(args: argparse.Namespace) -> int:
     arbiter = BusArbiter(settings)
     with PortLock(config.state_dir, settings.port):
         _report(_start_line(config, settings.describe()))
-        link_down = False
         try:
             arbiter.start()
         except (PortBusy, PortPermission):
@@ -126,10 +125,9 @@ def log(args: argparse.Namespace) -> int:
         except LinkError:  # unplugged adapter, gateway down: log the gap, keep trying
             # Not reported here: the first cycle's "bus down: …" says it (it was said twice).
             arbiter.start(require_link=False)
-            link_down = True
         try:
             live = LivePublisher(settings.port, settings.describe(), config.logging.interval)
-            worker = LoggingWorker(config, arbiter, report=_report, link_down=link_down, live=live)
+            worker = LoggingWorker(config, arbiter, report=_report, live=live)
             worker.run(stop, cycles=args.cycles)
             _report(f"stopped: {worker.summary()}")
         finally:

@@ -387,19 +387,21 @@ def test_log_with_a_missing_port_reports_it_once(tmp_path: Path) -> None:
 
 
 def test_a_write_failure_is_reported_once(tmp_path: Path) -> None:
-    """A data dir that cannot be created: the failure is one line (before: the writer's log
-    record printed bare by Python's last-resort handler, and the logger's report line)."""
+    """A meter's folder that cannot be created (a file in its place, found only when the first
+    row is written): the failure is one line (before: the writer's log record printed bare by
+    Python's last-resort handler, and the logger's report line); --cycles exits 9 (rows lost)."""
     from emtui.sim.bus import SimulatedBus
 
-    blocker = tmp_path / "afile"
-    blocker.write_text("")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meter_1").write_text("")
     with SimulatedBus(ids=[1], line_timing=False) as bus:
         url = bus.start_tcp()
         result = emtui(
             "--log", "--ids", "1", "--port", url, "--parity", "N", "--cycles", "2",
-            "--state-dir", str(tmp_path / "st"), "--data-dir", str(blocker / "data"),
+            "--state-dir", str(tmp_path / "st"), "--data-dir", str(data),
         )  # fmt: skip
-    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.returncode == ExitCode.STORAGE, result.stderr
     assert result.stderr.count("cannot write") == 1, result.stderr
     assert all(line.startswith("emtui: ") for line in result.stderr.splitlines())
 

@@ -80,8 +80,6 @@ class LoggingWorker:
         report: receives one line of text per event worth a log line.
         on_sample: receives every sample (the TUI shows them).
         wall, monotonic: clocks (injectable for tests).
-        link_down: the caller already reported the bus as unavailable (at start): no
-            "bus down" line until it has been back.
     """
 
     def __init__(
@@ -93,7 +91,6 @@ class LoggingWorker:
         on_sample: Callable[[Sample], None] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        link_down: bool = False,
         live: LivePublisher | None = None,
     ) -> None:
         if not config.meters:
@@ -132,7 +129,7 @@ class LoggingWorker:
         self._last_summary = monotonic()
         self._last_status = 0.0
         self._clock_flags = ""
-        self._link_down = link_down
+        self._link_down = False
         self._overruns = 0
         self._overrun_reported = False
 
