@@ -32,6 +32,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from emtui.core.link import ConnectionSettings, Link, LinkError, Outcome, Reply, open_link
+from emtui.core.runstate import ConnectionLock
 from emtui.core.stats import DeviceStats
 
 #: Margin (s) added to the wire time until a device's turnaround has been measured. Generous:
@@ -120,6 +121,9 @@ class BusArbiter:
         settings: the connection.
         link: an already created link (tests); by default one is made from ``settings``.
         clock: monotonic clock (injectable for tests of the backoff).
+        lock: hold the machine-wide lock of a network connection while running (see
+            :class:`~emtui.core.runstate.ConnectionLock`); default: when the arbiter makes its
+            own link. A serial device is locked by opening it exclusively.
     """
 
     def __init__(
@@ -127,8 +131,12 @@ class BusArbiter:
         settings: ConnectionSettings,
         link: Link | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lock: bool | None = None,
     ) -> None:
         self.settings = settings
+        if lock is None:
+            lock = link is None
+        self._lock = ConnectionLock(settings) if lock and settings.kind != "serial" else None
         self.link = link or open_link(settings)
         self.clock = clock
         self.stats: dict[int, DeviceStats] = {}
@@ -149,7 +157,9 @@ class BusArbiter:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, require_link: bool = True) -> BusArbiter:
-        """Open the link and start the bus thread.
+        """Take the connection's lock, open the link and start the bus thread.
+
+        Raises PortBusy (exit code 3, "in use by PID …") when another process holds the bus.
 
         Args:
             require_link: raise the LinkError (with advice) when the link cannot be opened;
@@ -157,10 +167,14 @@ class BusArbiter:
                 reopen it and fails fast with that error until the bus is back).
         """
         if self._thread is None:
+            if self._lock is not None:
+                self._lock.acquire()  # even for the unattended logger: another program has it
             try:
                 self.link.open()
             except LinkError:
                 if require_link:
+                    if self._lock is not None:
+                        self._lock.release()
                     raise
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="emtui-bus", daemon=True)
@@ -179,6 +193,8 @@ class BusArbiter:
             self._thread.join(timeout=10)
             self._thread = None
         self.link.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> BusArbiter:
         return self.start()
