@@ -154,8 +154,8 @@ def test_lock_works_for_root_and_another_user() -> None:
             assert f"in use by PID {os.getpid()}" in busy.stdout
         free = as_nobody()
         assert free.returncode == 0 and "took it" in free.stdout, free.stderr
-        with pytest.raises(PortBusy):  # root takes it again after nobody; a second holder fails
-            with lock, ConnectionLock(settings):
-                pass
+        # root takes it again after nobody; a second holder fails
+        with pytest.raises(PortBusy), lock, ConnectionLock(settings):
+            pass
     finally:
         lock.path.unlink(missing_ok=True)
