@@ -145,6 +145,7 @@ class BusArbiter:
         self._backoff: dict[int, _Backoff] = {}
         self._heard: set[int] = set()  # devices that answered (or answered late) at least once
         self._first_contact_done: set[int] = set()
+        self._answered_last: dict[int, bool] = {}  # did the device's last request get an answer
         self._queue: list[_Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
@@ -397,6 +398,9 @@ class BusArbiter:
         first_contact = not self._heard and device_id not in self._first_contact_done
         self._first_contact_done.add(device_id)
         retries = job.retries if heard or first_contact else 0
+        # a meter that answered its last request, or that is known to answer late, may just
+        # be slow this time: after a silent miss, wait for its late reply before going on
+        may_be_slow = self._answered_last.get(device_id, False) or stats.late > 0
         if heard and self.link.owes_late(device_id):
             # it may still answer an earlier request, indistinguishable from this one's reply
             self._wait_out(device_id, self._late_window(device_id, 0.0))
@@ -414,12 +418,16 @@ class BusArbiter:
                 break
             if reply.outcome is Outcome.TIMEOUT and not reply.received:
                 window = job.late_wait
-                if device_id in self._heard:
+                if device_id in self._heard and may_be_slow:
                     window = max(window or 0.0, self._late_window(device_id, timeout))
                 elif first_contact and attempt <= retries:
                     window = max(window or 0.0, FIRST_CONTACT_WAIT)
                 if window:
                     self._wait_out(device_id, window)
+            # After one miss, only a meter known to answer late is waited for again: one that
+            # is gone (or flapping) costs the wait once per request, not on every retry.
+            may_be_slow = stats.late > 0
+        self._answered_last[device_id] = reply.answered
         self._update_backoff(device_id, reply, heard)
         return reply
 
