@@ -89,7 +89,7 @@ class _Job:
     priority: int
     seq: int
     device_id: int = field(compare=False)
-    request: ModbusPDU = field(compare=False)
+    request: ModbusPDU | None = field(compare=False)  # None: only listen for late replies
     reply_chars: int = field(compare=False)
     retries: int = field(compare=False)
     timeout: float | None = field(compare=False)
@@ -281,6 +281,28 @@ class BusArbiter:
             self._cond.notify()
         return future
 
+    def listen_for_late(self, window: float, priority: Priority = Priority.SCAN) -> None:
+        """Listen up to ``window`` s for late replies still owed (e.g. at the end of a scan),
+        and return as soon as none is owed; they arrive as ``Outcome.LATE`` traffic."""
+        future: Future[Reply] = Future()
+        job = _Job(
+            priority=int(priority),
+            seq=next(self._seq),
+            device_id=0,
+            request=None,
+            reply_chars=0,
+            retries=0,
+            timeout=window,
+            respect_backoff=False,
+            future=future,
+        )
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise LinkError("the bus is not running")
+            heapq.heappush(self._queue, job)
+            self._cond.notify()
+        future.result()
+
     def read_registers(
         self,
         device_id: int,
@@ -382,6 +404,13 @@ class BusArbiter:
                 job.future.set_exception(exc)
 
     def _execute(self, job: _Job) -> Reply:
+        if job.request is None:
+            deadline = time.monotonic() + (job.timeout or 0.0)
+            while self.link.expecting_late() and time.monotonic() < deadline:
+                if self.link.drain_late(deadline - time.monotonic()) is None:
+                    break
+                self._absorb_late()
+            return Reply(Outcome.SKIPPED, attempts=0)
         device_id = job.device_id
         stats = self.device_stats(device_id)
         if job.respect_backoff and self.backed_off(device_id):

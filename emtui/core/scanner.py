@@ -36,6 +36,9 @@ LEARNED_MARGIN = 0.010
 GATEWAY_NO_TARGET = (0x0A, 0x0B)
 #: How long the second pass listens for a late reply to its probe.
 LATE_WAIT = 1.0
+#: How long the end of the first pass listens for late replies to its last probes (a meter
+#: up to about this slow among the last ids is still found).
+LATE_TAIL = 0.5
 #: Characters of a one-register read: request 8, reply 7.
 PROBE_REQUEST_CHARS = 8
 PROBE_REPLY_CHARS = 7
@@ -198,6 +201,10 @@ class Scanner:
                     if stop_early and expected_set and expected_set <= found.keys():
                         stopped_early = index + 1 < len(ids)
                         break
+                all_found = bool(expected_set) and expected_set <= found.keys()
+                if not self.cancel_event.is_set() and not all_found:
+                    self.arbiter.listen_for_late(LATE_TAIL)
+                    self._take_late(wanted, found, start)
                 for device_id in sorted(expected_set - found.keys()):
                     if self.cancel_event.is_set():
                         break
