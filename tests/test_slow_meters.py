@@ -142,10 +142,11 @@ def test_meter_slower_than_any_timeout_costs_only_its_own_rows(tmp_path: Path) -
 
 
 def test_many_absent_ids_do_not_stretch_the_first_cycles(tmp_path: Path) -> None:
-    """A logger configured for ids 1-247 on a bus with meters 1-4 (paced, 19200 baud): each
-    absent id costs one request without retry and is then left alone, so the first cycle takes
-    seconds (not minutes) and the next ones cost about what the 4 meters do; the meters' rows
-    are ok in every cycle."""
+    """A logger configured for ids 1-247 on a bus with meters 1-4 (paced, 19200 baud): an
+    absent id costs one request without retry and is then left alone for long, and the
+    never-heard ids get only a share of the bus (a few per cycle), so neither the first cycle
+    nor the next ones stall on them: about what the 4 meters cost (~1 s) plus a little; the
+    meters' rows are ok in every cycle."""
     with SimulatedBus(ids=[1, 2, 3, 4], seed=44) as bus:
         port = bus.start_pty()
         config = Config(
@@ -164,8 +165,7 @@ def test_many_absent_ids_do_not_stretch_the_first_cycles(tmp_path: Path) -> None
             worker.run(threading.Event(), cycles=3)
             ended = time.monotonic()
     first, second, third = starts[1] - began, starts[2] - starts[1], ended - starts[2]
-    assert first < 25, (first, second, third)
-    assert second < 3 and third < 3, (first, second, third)
+    assert first < 6 and second < 3 and third < 3, (first, second, third)
     for device_id in (1, 2, 3, 4):
         assert _statuses(tmp_path / "d", device_id) == ["ok"] * 3
     assert set(_statuses(tmp_path / "d", 200)) == {"timeout"}
