@@ -481,12 +481,16 @@ class RtuLink(Link):
     def _read_reply(
         self, device_id: int, function: int, sent: bytes, start: float, timeout: float
     ) -> Reply:
+        wrong: Reply | None = None
         while True:
             reply = self._read_frame(device_id, function, sent, start, start + timeout)
-            if reply.outcome is Outcome.WRONG_ID and self._late_frame(
-                reply.received, time.monotonic()
-            ):
-                continue  # another device's late reply, not ours: keep listening for ours
+            if reply.outcome is Outcome.WRONG_ID:
+                if not self._late_frame(reply.received, time.monotonic()):
+                    wrong = wrong or reply  # e.g. a late reply to another program's request
+                continue  # not ours: keep listening for ours until the deadline
+            if reply.outcome is Outcome.TIMEOUT and wrong is not None:
+                wrong.rtt = reply.rtt
+                return wrong
             return reply
 
     def _read_frame(
