@@ -101,7 +101,12 @@ def test_connection_key_names_host_and_port_whatever_the_scheme() -> None:
     """socket:// and tcp:// to one gateway, and localhost or 127.0.0.1, are one connection."""
     keys = {
         connection_key(ConnectionSettings(port=p))
-        for p in ("socket://127.0.0.1:5020", "tcp://localhost:5020", "socket://LOCALHOST:5020")
+        for p in (
+            "socket://127.0.0.1:5020",
+            "tcp://localhost:5020",
+            "socket://LOCALHOST:5020",
+            "socket://127.0.0.1:5020?logging=debug",
+        )
     }
     assert keys == {"127.0.0.1:5020"}
     assert connection_key(ConnectionSettings(port="tcp://[::1]:502")) == "::1:502"

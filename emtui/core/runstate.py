@@ -112,7 +112,7 @@ def connection_key(settings: ConnectionSettings) -> str | None:
     ``localhost`` and 127.0.0.1); None for a serial device, which locks itself."""
     if settings.kind == "serial":
         return None
-    rest = settings.port.split("://", 1)[1]
+    rest = settings.port.split("://", 1)[1].split("?", 1)[0].rstrip("/")  # pyserial options
     host, _, port = rest.rpartition(":")
     host = host.strip("[]").lower()
     if host == "localhost":
