@@ -116,7 +116,8 @@ def test_connection_key_names_host_and_port_whatever_the_scheme() -> None:
 def test_lock_works_for_root_and_another_user() -> None:
     """The lock directory is world-writable with the sticky bit and the lock file is made
     readable and writable by everyone, so a lock root took and released can be taken by an
-    unprivileged user, and while root holds it that user is told root's PID."""
+    unprivileged user, and while root holds it that user is told root's PID. A released lock
+    leaves no file behind."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to another user")
     try:
@@ -157,6 +158,7 @@ def test_lock_works_for_root_and_another_user() -> None:
             busy = as_nobody()
             assert busy.returncode == 3, busy.stderr
             assert f"in use by PID {os.getpid()}" in busy.stdout
+        assert not lock.path.exists()  # removed on release: /run/lock does not fill up
         free = as_nobody()
         assert free.returncode == 0 and "took it" in free.stdout, free.stderr
         # root takes it again after nobody; a second holder fails

@@ -160,27 +160,32 @@ class ConnectionLock:
 
     def acquire(self) -> ConnectionLock:
         """Take the lock or raise PortBusy naming the holder (exit code 3)."""
-        try:
-            fd, writable = self._open()
-        except OSError as exc:
-            raise PortBusy(
-                f"{self.port}: cannot create the lock {self.path} ({exc.strerror or exc}); "
-                "check that directory's permissions"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+        while True:
+            try:
+                fd, writable = self._open()
+            except OSError as exc:
+                raise PortBusy(
+                    f"{self.port}: cannot create the lock {self.path} ({exc.strerror or exc}); "
+                    "check that directory's permissions"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise
+                self._busy(fd)
+            # The holder before us removes the file on release: if it did between our open
+            # and our flock, we hold a lock on a file nobody else will find; start again.
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
                 os.close(fd)
-                raise
-            recorded = os.pread(fd, 256, 0).decode(errors="replace").split("\n")
-            os.close(fd)
-            pid = _lock_holder(str(self.path)) or recorded[0].strip() or "?"
-            what = recorded[1].strip() if len(recorded) > 1 and recorded[0].strip() == pid else ""
-            raise PortBusy(
-                f"{self.port}: in use by PID {pid} ({what or _comm(pid)}); "
-                "stop it (or its service) and try again"
-            ) from None
+                continue
+            if os.fstat(fd).st_ino != current.st_ino:
+                os.close(fd)
+                continue
+            break
         if writable:
             command = _command_line()
             os.ftruncate(fd, 0)
@@ -188,9 +193,22 @@ class ConnectionLock:
         self._fd = fd
         return self
 
+    def _busy(self, fd: int) -> None:
+        recorded = os.pread(fd, 256, 0).decode(errors="replace").split("\n")
+        os.close(fd)
+        pid = _lock_holder(str(self.path)) or recorded[0].strip() or "?"
+        what = recorded[1].strip() if len(recorded) > 1 and recorded[0].strip() == pid else ""
+        raise PortBusy(
+            f"{self.port}: in use by PID {pid} ({what or _comm(pid)}); "
+            "stop it (or its service) and try again"
+        )
+
     def release(self) -> None:
-        """Drop the lock (the file stays; its content is stale once unlocked)."""
+        """Drop the lock and remove its file (while still holding it, so nobody who opened it
+        meanwhile believes they hold the lock: they find the file gone and start again)."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):  # another user's file in the sticky dir: keep it
+                self.path.unlink()
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
