@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from pymodbus.pdu import ModbusPDU
 
-from emtui.core.arbiter import INITIAL_MARGIN, BusArbiter, Priority
+from emtui.core.arbiter import ABSENT_FIRST, INITIAL_MARGIN, BusArbiter, Priority
 from emtui.core.link import ConnectionSettings, Link, Outcome, Reply
 
 
@@ -126,9 +126,10 @@ def test_exception_reply_is_an_answer_not_a_failure() -> None:
 
 
 def test_dead_meter_is_backed_off_and_recovers() -> None:
-    """After repeated failures pollers skip the meter without touching the wire, until the
-    backoff expires; a reply resets it."""
-    alive = {"yes": False}
+    """A meter that answered and then died: each poll still gets its retry, after repeated
+    failures pollers skip it without touching the wire until the backoff expires; a reply
+    resets it."""
+    alive = {"yes": True}
     clock = Clock()
 
     def answer(dev: int, addr: int, t: float) -> Reply:
@@ -136,19 +137,49 @@ def test_dead_meter_is_backed_off_and_recovers() -> None:
 
     link = ScriptedLink(answer)
     with BusArbiter(ConnectionSettings(port="socket://x:1"), link=link, clock=clock) as arb:
-        arb.read_registers(4, 0, 1, respect_backoff=True)
+        assert arb.read_registers(4, 0, 1, respect_backoff=True).ok
+        alive["yes"] = False
+        assert arb.read_registers(4, 0, 1, respect_backoff=True).attempts == 2
+        assert not arb.backed_off(4)
         arb.read_registers(4, 0, 1, respect_backoff=True)
         assert arb.backed_off(4)
         sent = len(link.calls)
         skipped = arb.read_registers(4, 0, 1, respect_backoff=True)
         assert skipped.outcome is Outcome.SKIPPED and len(link.calls) == sent
-        # an explicit read still goes to the wire
+        # an explicit read still goes to the wire, with its retry
         arb.read_registers(4, 0, 1)
         assert len(link.calls) == sent + 2
         clock.now += 60
         alive["yes"] = True
         assert arb.read_registers(4, 0, 1, respect_backoff=True).ok
         assert not arb.backed_off(4)
+
+
+def test_never_heard_id_is_absent_from_its_first_miss() -> None:
+    """Once meters answer on the bus, an id never heard from costs one request without retry
+    and is backed off at once, for long (ABSENT_FIRST), while a meter that answered before
+    still gets its retry and a short backoff only after repeated failures."""
+    clock = Clock()
+    present = {1, 2}
+
+    def answer(dev: int, addr: int, t: float) -> Reply:
+        return ok_reply() if dev in present else Reply(Outcome.TIMEOUT, rtt=t)
+
+    link = ScriptedLink(answer)
+    with BusArbiter(ConnectionSettings(port="socket://x:1"), link=link, clock=clock) as arb:
+        assert arb.read_registers(1, 0, 1, respect_backoff=True).ok
+        assert arb.read_registers(2, 0, 1, respect_backoff=True).ok
+        miss = arb.read_registers(9, 0, 1, respect_backoff=True)
+        assert miss.outcome is Outcome.TIMEOUT and miss.attempts == 1
+        assert arb.backed_off(9)
+        clock.now += ABSENT_FIRST - 1
+        assert arb.read_registers(9, 0, 1, respect_backoff=True).outcome is Outcome.SKIPPED
+        clock.now += 2
+        assert not arb.backed_off(9)
+        present.discard(2)
+        assert arb.read_registers(2, 0, 1, respect_backoff=True).attempts == 2
+        assert not arb.backed_off(2)
+    assert [dev for dev, _, _ in link.calls].count(9) == 1
 
 
 def test_crc_and_wrong_id_are_counted_apart_from_silence() -> None:

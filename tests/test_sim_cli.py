@@ -180,3 +180,57 @@ def test_parse_ids_rejects(text: str) -> None:
     """Empty lists, ids outside 1-247, backward ranges and junk raise ValueError."""
     with pytest.raises(ValueError):
         parse_ids(text)
+
+
+def _connect_command(proc: subprocess.Popen[str]) -> list[str]:
+    """The ``connect:`` command the simulator's banner suggests, as argv."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "connect:" in line:
+            command = line.split("connect:", 1)[1].split("(")[0].split()
+            assert command[0] == "emtui"
+            return [*EMTUI, *command[1:]]
+    raise AssertionError("no connect: line in the banner")
+
+
+@pytest.mark.parametrize("where", [["--listen", "127.0.0.1:0"], ["--pty"]])
+def test_banner_suggests_a_scan_command_that_works(where: list[str]) -> None:
+    """The ``connect:`` line of the banner is a command that runs as printed and finds the
+    meters (it used to say ``emtui scan socket://…``, which exits 2)."""
+    proc, _first = _start_sim("--ids", "1-2", "--no-line-timing", *where)
+    try:
+        command = _connect_command(proc)
+        result = subprocess.run(
+            [*command, "--ids", "1-3", "--json", "--no-identify"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert '"id": 1' in result.stdout and '"id": 2' in result.stdout
+
+
+def test_unpaced_scan_over_socket_finds_every_meter_every_time() -> None:
+    """``emtui sim --ids 1,3,5,7,9 --no-line-timing --listen 127.0.0.1:0`` then
+    ``emtui scan --port socket://… --ids 1-10``, five times: each scan finds all 5 (without
+    TCP_NODELAY a request after an unanswered one was held back by Nagle, its reply landed in
+    the next request's window, and a scan found 3 of 5)."""
+    proc, url = _start_sim("--ids", "1,3,5,7,9", "--no-line-timing", "--listen", "127.0.0.1:0")
+    try:
+        found = []
+        for _ in range(5):
+            result = subprocess.run(
+                [*EMTUI, "scan", "--port", url, "--ids", "1-10", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, result.stderr
+            found.append(sorted(int(i) for i in re.findall(r'"id": (\d+)', result.stdout)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert found == [[1, 3, 5, 7, 9]] * 5

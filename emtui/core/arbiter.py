@@ -17,6 +17,7 @@ import contextlib
 import enum
 import heapq
 import itertools
+import statistics
 import threading
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from emtui.core.link import ConnectionSettings, Link, LinkError, Outcome, Reply, open_link
+from emtui.core.runstate import ConnectionLock
 from emtui.core.stats import DeviceStats
 
 #: Margin (s) added to the wire time until a device's turnaround has been measured. Generous:
@@ -42,9 +44,27 @@ MAX_MARGIN = 1.0
 #: How long (at least) to wait for a late reply from a meter that answered before and then
 #: timed out; RTU has no transaction id, so a late reply must not meet the next request.
 LATE_WINDOW = 0.25
+#: The longest wait for a late reply (a meter learned to answer in ~1.5 s is waited out).
+LATE_CAP = 3.0
+#: Until any device on the bus has answered, a silent device gets this long to answer late
+#: before its retry (a slow meter is then learned on first contact, e.g. ``emtui read``).
+FIRST_CONTACT_WAIT = 1.0
+#: Slice of time the idle bus thread listens for a late reply before looking at its queue.
+IDLE_LISTEN = 0.02
 #: Backoff after repeated failures: first delay, growth factor, cap (seconds).
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
+#: Backoff of a polled device that has never answered, from its first silent miss (an id in
+#: the config with no meter behind it): first delay and cap. Its first poll is then the only
+#: one that costs the others time for a while; a meter switched on later is found within
+#: minutes. A late reply or any answer ends it at once.
+ABSENT_FIRST = 30.0
+ABSENT_CAP = 300.0
+#: Share of the bus time polls of never-heard ids may take while others answer, and the most
+#: that may be spent at once: a config of 1-247 on a bus of 4 meters probes the absent ids a
+#: few per cycle, round the list, instead of stalling a cycle for every one of them.
+ABSENT_SHARE = 0.1
+ABSENT_BURST = 1.0
 
 
 class Priority(enum.IntEnum):
@@ -74,12 +94,13 @@ class _Job:
     priority: int
     seq: int
     device_id: int = field(compare=False)
-    request: ModbusPDU = field(compare=False)
+    request: ModbusPDU | None = field(compare=False)  # None: only listen for late replies
     reply_chars: int = field(compare=False)
     retries: int = field(compare=False)
     timeout: float | None = field(compare=False)
     respect_backoff: bool = field(compare=False)
     future: Future[Reply] = field(compare=False)
+    late_wait: float | None = field(compare=False, default=None)
 
 
 @dataclass(slots=True)
@@ -105,6 +126,9 @@ class BusArbiter:
         settings: the connection.
         link: an already created link (tests); by default one is made from ``settings``.
         clock: monotonic clock (injectable for tests of the backoff).
+        lock: hold the machine-wide lock of a network connection while running (see
+            :class:`~emtui.core.runstate.ConnectionLock`); default: when the arbiter makes its
+            own link. A serial device is locked by opening it exclusively.
     """
 
     def __init__(
@@ -112,15 +136,23 @@ class BusArbiter:
         settings: ConnectionSettings,
         link: Link | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lock: bool | None = None,
     ) -> None:
         self.settings = settings
+        if lock is None:
+            lock = link is None
+        self._lock = ConnectionLock(settings) if lock and settings.kind != "serial" else None
         self.link = link or open_link(settings)
         self.clock = clock
         self.stats: dict[int, DeviceStats] = {}
         self.traffic: deque[TrafficRecord] = deque(maxlen=2000)
         self._listeners: list[Callable[[TrafficRecord], None]] = []
         self._backoff: dict[int, _Backoff] = {}
-        self._answered_last: dict[int, bool] = {}  # did the device's last transaction answer
+        self._heard: set[int] = set()  # devices that answered (or answered late) at least once
+        self._first_contact_done: set[int] = set()
+        self._answered_last: dict[int, bool] = {}  # did the device's last request get an answer
+        self._absent_budget = ABSENT_BURST  # seconds polls of never-heard ids may still take
+        self._budget_time: float | None = None
         self._queue: list[_Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
@@ -133,7 +165,9 @@ class BusArbiter:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, require_link: bool = True) -> BusArbiter:
-        """Open the link and start the bus thread.
+        """Take the connection's lock, open the link and start the bus thread.
+
+        Raises PortBusy (exit code 3, "in use by PID …") when another process holds the bus.
 
         Args:
             require_link: raise the LinkError (with advice) when the link cannot be opened;
@@ -141,10 +175,14 @@ class BusArbiter:
                 reopen it and fails fast with that error until the bus is back).
         """
         if self._thread is None:
+            if self._lock is not None:
+                self._lock.acquire()  # even for the unattended logger: another program has it
             try:
                 self.link.open()
             except LinkError:
                 if require_link:
+                    if self._lock is not None:
+                        self._lock.release()
                     raise
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="emtui-bus", daemon=True)
@@ -163,6 +201,8 @@ class BusArbiter:
             self._thread.join(timeout=10)
             self._thread = None
         self.link.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> BusArbiter:
         return self.start()
@@ -215,6 +255,7 @@ class BusArbiter:
         retries: int | None = None,
         timeout: float | None = None,
         respect_backoff: bool = False,
+        late_wait: float | None = None,
     ) -> Future[Reply]:
         """Queue ``request`` for ``device_id``; the future resolves to its :class:`Reply`.
 
@@ -223,6 +264,8 @@ class BusArbiter:
             timeout: a fixed timeout; default learned (wire time + measured margin).
             respect_backoff: answer at once with ``Outcome.SKIPPED`` while the device is
                 backed off (pollers); explicit reads and scans always go to the wire.
+            late_wait: after a silent timeout, listen this long for a late reply (a scan's
+                second pass); it is reported as ``Outcome.LATE`` traffic, not as the reply.
         """
         request.dev_id = device_id
         future: Future[Reply] = Future()
@@ -236,6 +279,7 @@ class BusArbiter:
             timeout=timeout,
             respect_backoff=respect_backoff,
             future=future,
+            late_wait=late_wait,
         )
         with self._cond:
             if self._stopping or self._thread is None:
@@ -243,6 +287,28 @@ class BusArbiter:
             heapq.heappush(self._queue, job)
             self._cond.notify()
         return future
+
+    def listen_for_late(self, window: float, priority: Priority = Priority.SCAN) -> None:
+        """Listen up to ``window`` s for late replies still owed (e.g. at the end of a scan),
+        and return as soon as none is owed; they arrive as ``Outcome.LATE`` traffic."""
+        future: Future[Reply] = Future()
+        job = _Job(
+            priority=int(priority),
+            seq=next(self._seq),
+            device_id=0,
+            request=None,
+            reply_chars=0,
+            retries=0,
+            timeout=window,
+            respect_backoff=False,
+            future=future,
+        )
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise LinkError("the bus is not running")
+            heapq.heappush(self._queue, job)
+            self._cond.notify()
+        future.result()
 
     def read_registers(
         self,
@@ -255,6 +321,7 @@ class BusArbiter:
         retries: int | None = None,
         timeout: float | None = None,
         respect_backoff: bool = False,
+        late_wait: float | None = None,
     ) -> Reply:
         """Read ``count`` registers from wire ``address`` and wait for the reply."""
         cls = ReadHoldingRegistersRequest if function == 3 else ReadInputRegistersRequest
@@ -266,6 +333,7 @@ class BusArbiter:
             retries=retries,
             timeout=timeout,
             respect_backoff=respect_backoff,
+            late_wait=late_wait,
         ).result()
 
     # -- timing ---------------------------------------------------------------------------------
@@ -275,15 +343,23 @@ class BusArbiter:
         return (request_chars + reply_chars) * self.settings.char_time
 
     def margin(self, device_id: int) -> float:
-        """Learned allowance for the device's turnaround (falls back to the whole bus)."""
+        """Learned allowance for the device's turnaround: twice the largest of its recent
+        turnarounds (a single one, e.g. of a late reply, already counts); for a device not
+        measured yet, twice the bus's typical (median) one, so one slow meter does not make
+        every absent id wait as long as it does."""
         stats = self.stats.get(device_id)
-        samples = list(stats.turnarounds)[-50:] if stats else []
-        if len(samples) < 3:
-            # list(): other threads may add a device's stats while the bus thread reads them
-            samples = [t for s in list(self.stats.values()) for t in list(s.turnarounds)[-50:]]
-        if len(samples) < 3:
+        own = list(stats.turnarounds)[-50:] if stats else []
+        # list(): other threads may add a device's stats while the bus thread reads them
+        bus = [t for s in list(self.stats.values()) for t in list(s.turnarounds)[-50:]]
+        if own and (len(own) >= 3 or len(bus) < 3):
+            base = max(own)
+        elif own:
+            base = max(max(own), statistics.median(bus))
+        elif len(bus) >= 3:
+            base = statistics.median(bus)
+        else:
             return INITIAL_MARGIN
-        return min(MAX_MARGIN, max(MIN_MARGIN, 2.0 * max(samples)))
+        return min(MAX_MARGIN, max(MIN_MARGIN, 2.0 * base))
 
     def timeout_for(self, device_id: int, request_chars: int, reply_chars: int) -> float:
         """The timeout of one request: a fixed setting, else wire time + learned margin."""
@@ -307,12 +383,26 @@ class BusArbiter:
 
     def _run(self) -> None:
         while True:
+            job: _Job | None = None
             with self._cond:
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    if not self.link.expecting_late():
+                        self._cond.wait()
+                        continue
+                    # A device may still answer a request that timed out: look for its
+                    # reply between requests, so it is timed and learned (quick checks only:
+                    # a new request wakes the wait at once).
+                    self._cond.wait(IDLE_LISTEN)
+                    if not self._queue and self.link.late_waiting():
+                        break
                 if self._stopping:
                     return
-                job = heapq.heappop(self._queue)
+                if self._queue:
+                    job = heapq.heappop(self._queue)
+            if job is None:
+                self.link.drain_late(IDLE_LISTEN)
+                self._absorb_late()
+                continue
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
@@ -321,55 +411,132 @@ class BusArbiter:
                 job.future.set_exception(exc)
 
     def _execute(self, job: _Job) -> Reply:
-        stats = self.device_stats(job.device_id)
-        if job.respect_backoff and self.backed_off(job.device_id):
+        if job.request is None:
+            deadline = time.monotonic() + (job.timeout or 0.0)
+            while self.link.expecting_late() and time.monotonic() < deadline:
+                if self.link.drain_late(deadline - time.monotonic()) is None:
+                    break
+                self._absorb_late()
+            return Reply(Outcome.SKIPPED, attempts=0)
+        device_id = job.device_id
+        stats = self.device_stats(device_id)
+        if job.respect_backoff and self.backed_off(device_id):
             reply = Reply(Outcome.SKIPPED, attempts=0)
             stats.record(reply, 0.0, self.clock())
             return reply
         reply = Reply(Outcome.TIMEOUT)
         request_chars = 4 + len(job.request.encode())
-        answered_before = self._answered_last.get(job.device_id, False)
-        for attempt in range(1, job.retries + 2):
-            timeout = job.timeout or self.timeout_for(job.device_id, request_chars, job.reply_chars)
+        heard = device_id in self._heard
+        probing = job.respect_backoff and not heard and bool(self._heard - {device_id})
+        if probing and not self._take_budget():
+            reply = Reply(Outcome.SKIPPED, attempts=0)
+            stats.record(reply, 0.0, self.clock())
+            return reply
+        began = self.clock()
+        # Before anyone on the bus has answered, a silent device may just be slow: once, it
+        # gets time to answer late before its retry. Once others have answered, a device never
+        # heard from is taken for absent: no wait, no retry (a late reply of its, if it comes,
+        # is still recognised, and ends that).
+        first_contact = not self._heard and device_id not in self._first_contact_done
+        self._first_contact_done.add(device_id)
+        retries = job.retries if heard or first_contact else 0
+        # a meter that answered its last request, or that is known to answer late, may just
+        # be slow this time: after a silent miss, wait for its late reply before going on
+        may_be_slow = self._answered_last.get(device_id, False) or stats.late > 0
+        if heard and self.link.owes_late(device_id):
+            # it may still answer an earlier request, indistinguishable from this one's reply
+            self._wait_out(device_id, self._late_window(device_id, 0.0))
+        for attempt in range(1, retries + 2):
+            timeout = job.timeout or self.timeout_for(device_id, request_chars, job.reply_chars)
             reply = self.link.transact(job.request, timeout)
             reply.attempts = attempt
             received = len(reply.received) or job.reply_chars
             wire = self.wire_time(request_chars, received)
             stats.record(reply, wire, self.clock())
-            self._publish(job.device_id, reply)
+            self._publish(device_id, reply)
+            self._absorb_late()
             if reply.answered:
+                self._heard.add(device_id)
                 break
-            if reply.outcome is Outcome.TIMEOUT and not reply.received and answered_before:
-                # Only on the first miss after a reply: a meter that is gone costs it once.
-                request_wire = self.wire_time(request_chars, 0)
-                self._catch_late_reply(stats, reply, request_wire, timeout)
-            answered_before = False
-        self._answered_last[job.device_id] = reply.answered
-        self._update_backoff(job.device_id, reply)
+            if reply.outcome is Outcome.TIMEOUT and not reply.received:
+                window = job.late_wait
+                if device_id in self._heard and may_be_slow:
+                    window = max(window or 0.0, self._late_window(device_id, timeout))
+                elif first_contact and attempt <= retries:
+                    window = max(window or 0.0, FIRST_CONTACT_WAIT)
+                if window:
+                    self._wait_out(device_id, window)
+            # After one miss, only a meter known to answer late is waited for again: one that
+            # is gone (or flapping) costs the wait once per request, not on every retry.
+            may_be_slow = stats.late > 0
+        self._answered_last[device_id] = reply.answered
+        self._update_backoff(device_id, reply, heard)
+        if probing:
+            self._absent_budget -= self.clock() - began
         return reply
 
-    def _catch_late_reply(
-        self, stats: DeviceStats, reply: Reply, request_wire: float, timeout: float
-    ) -> None:
-        """A meter that answered before went quiet: maybe it is only slower than the margin.
+    def _take_budget(self) -> bool:
+        """Refill the never-heard ids' share of the bus; True if some is left to spend."""
+        now = self.clock()
+        if self._budget_time is not None:
+            refill = ABSENT_SHARE * (now - self._budget_time)
+            self._absent_budget = min(ABSENT_BURST, self._absent_budget + refill)
+        self._budget_time = now
+        return self._absent_budget > 0
 
-        Wait a while (LATE_WINDOW, or two timeouts) for its reply, so the retry (or the next
-        meter's request) does not collide with it on the line, and learn its response time.
-        """
-        waited = self.link.drain_late(min(MAX_MARGIN, max(LATE_WINDOW, 2 * timeout)))
-        if waited is not None:
+    def _late_window(self, device_id: int, timeout: float) -> float:
+        """How long to wait for a heard device's late reply after a timeout: long enough for
+        the slowest reply it was measured to give (so that reply never meets the next
+        request), at least LATE_WINDOW or two timeouts, at most LATE_CAP."""
+        stats = self.device_stats(device_id)
+        slowest = max(list(stats.turnarounds)[-50:], default=0.0)
+        return min(LATE_CAP, max(LATE_WINDOW, 2 * timeout, 1.25 * slowest + 0.05))
+
+    def _wait_out(self, device_id: int, window: float) -> None:
+        """Listen up to ``window`` s for late replies, until ``device_id`` no longer owes one
+        (RTU only: a Modbus TCP reply names its request, so it never needs waiting out)."""
+        deadline = time.monotonic() + window
+        while self.link.owes_late(device_id):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.link.drain_late(remaining) is None:
+                break  # quiet for the whole window
+            self._absorb_late()
+
+    def _absorb_late(self) -> None:
+        """Learn from the late replies the link recognised: the device is there (its backoff
+        ends) and its response time feeds the learned margin."""
+        for late in self.link.take_late():
+            stats = self.device_stats(late.device_id)
             stats.late += 1
-            # its first byte came `waited` after the timeout: the meter turned round after
-            # everything before that except our own request on the wire
-            stats.turnarounds.append(max(0.0, reply.rtt + waited - request_wire))
+            state = self._backoff.get(late.device_id)
+            if state is not None and late.device_id not in self._heard:
+                state.failures, state.until = 0, 0.0  # found: not absent after all
+            self._heard.add(late.device_id)
+            if late.rtt is not None:
+                wire = self.wire_time(late.request_chars, len(late.received))
+                stats.turnarounds.append(max(0.0, late.rtt - wire))
+            self._publish(
+                late.device_id,
+                Reply(
+                    Outcome.LATE,
+                    rtt=late.rtt or 0.0,
+                    received=late.received,
+                    exception_code=late.exception_code,
+                ),
+            )
 
-    def _update_backoff(self, device_id: int, reply: Reply) -> None:
+    def _update_backoff(self, device_id: int, reply: Reply, heard: bool) -> None:
         state = self._backoff.setdefault(device_id, _Backoff())
-        if reply.answered:
-            state.failures, state.until = 0, 0.0
+        if reply.answered or (device_id in self._heard and not heard):
+            state.failures, state.until = 0, 0.0  # answered (perhaps late, while we waited)
             return
         state.failures += 1
-        if state.failures >= 2:
+        silent = reply.outcome is Outcome.TIMEOUT and not reply.received
+        if not heard and silent and self._heard - {device_id}:
+            # never heard from while others answer: absent from the first miss
+            delay = min(ABSENT_CAP, ABSENT_FIRST * 2 ** (state.failures - 1))
+            state.until = self.clock() + delay
+        elif state.failures >= 2:
             delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (state.failures - 2))
             state.until = self.clock() + delay
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import select
 import socket
 import struct
 import termios
@@ -65,6 +66,8 @@ class Outcome(enum.StrEnum):
     WRONG_ID = "wrong_id"
     SKIPPED = "skipped"
     """Not sent: the device is backed off after repeated failures."""
+    LATE = "late"
+    """Traffic only, not a transaction: a reply that came after its request timed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,43 @@ class Reply:
 
 _DECODER = DecodePDU(is_server=False)
 
+#: Seconds after a silent timeout during which a frame from that device is taken for its late
+#: reply (and not for a reply from the wrong id). Longer than any sane timeout.
+LATE_HORIZON = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class LateReply:
+    """A device's reply that came after its request had timed out.
+
+    RTU has no transaction id: a late frame is recognised by coming from a device whose last
+    request went unanswered, within :data:`LATE_HORIZON`. It is never credited to the request
+    on the wire when it comes.
+
+    Attributes:
+        device_id: the device that answered late.
+        rtt: seconds from the start of its request to the end of the frame; None when the
+            frame was found among stale bytes and its arrival time is unknown.
+        request_chars: length of the request it answers.
+        received: the frame.
+        exception_code: the code when the late reply is a Modbus exception.
+    """
+
+    device_id: int
+    rtt: float | None
+    request_chars: int
+    received: bytes
+    exception_code: int | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request that timed out in silence: its device may still answer."""
+
+    function: int
+    start: float
+    request_chars: int
+
 
 def _expected_rtu_length(head: bytes, function: int) -> int | None:
     """Total frame length implied by the first 3 bytes of an RTU reply, None if unknown."""
@@ -172,6 +212,22 @@ def _expected_rtu_length(head: bytes, function: int) -> int | None:
     if fc in (5, 6, 15, 16):
         return 8
     return None
+
+
+def _rtu_frames(data: bytes) -> list[bytes]:
+    """The CRC-valid RTU reply frames found in ``data`` (stale or drained bytes)."""
+    frames = []
+    i = 0
+    while i + 4 <= len(data):
+        length = _expected_rtu_length(data[i : i + 3], 0)
+        if length is not None and i + length <= len(data):
+            frame = data[i : i + length]
+            if FramerRTU.check_CRC(frame[:-2], (frame[-2] << 8) | frame[-1]):
+                frames.append(frame)
+                i += length
+                continue
+        i += 1
+    return frames
 
 
 def _classify_rtu(frame: bytes, device_id: int, sent: bytes, rtt: float) -> Reply:
@@ -215,6 +271,67 @@ class Link:
 
     settings: ConnectionSettings
 
+    def _init_late(self) -> None:
+        self._late: list[LateReply] = []
+        self._pending: dict[int, _Pending] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # a Link subclass (a test's scripted link) need not call _init_late
+        if name in ("_late", "_pending"):
+            self._init_late()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+    def take_late(self) -> list[LateReply]:
+        """The late replies recognised since the last call (see :class:`LateReply`)."""
+        late, self._late = self._late, []
+        return late
+
+    def expecting_late(self) -> bool:
+        """True while a device that timed out in silence may still answer (the bus thread
+        then listens between requests, so a late reply's time is measured)."""
+        now = time.monotonic()
+        for device_id, pending in list(self._pending.items()):
+            if now - pending.start > LATE_HORIZON:
+                del self._pending[device_id]
+        return bool(self._pending) and self.is_open
+
+    @property
+    def is_open(self) -> bool:
+        """True while the connection is open."""
+        return False
+
+    def late_waiting(self) -> bool:
+        """True if bytes have arrived outside a transaction (non-blocking)."""
+        return False
+
+    def owes_late(self, device_id: int) -> bool:
+        """True if ``device_id`` timed out in silence within the horizon."""
+        pending = self._pending.get(device_id)
+        return pending is not None and time.monotonic() - pending.start <= LATE_HORIZON
+
+    def _note_sent(self, device_id: int, reply: Reply, function: int, start: float) -> None:
+        """Remember a silent timeout (its late reply may come); forget it on an answer."""
+        if reply.outcome is Outcome.TIMEOUT and not reply.received:
+            self._pending[device_id] = _Pending(function, start, len(reply.sent))
+        elif reply.answered:
+            self._pending.pop(device_id, None)
+
+    def _late_frame(self, frame: bytes, end: float | None) -> bool:
+        """Record ``frame`` as a late reply if a device owes one; True if it did."""
+        if len(frame) < 4:
+            return False
+        pending = self._pending.get(frame[0])
+        if pending is None or (frame[1] & 0x7F) != pending.function:
+            return False
+        if end is not None and end - pending.start > LATE_HORIZON:
+            return False
+        del self._pending[frame[0]]
+        rtt = None if end is None else end - pending.start
+        code = frame[2] if frame[1] & 0x80 else None
+        self._late.append(LateReply(frame[0], rtt, pending.request_chars, frame, code))
+        return True
+
     def open(self) -> None:
         """Open the connection; raise LinkError with advice when it cannot be opened."""
         raise NotImplementedError
@@ -256,6 +373,12 @@ class RtuLink(Link):
         self._serial: Any = None
         self._framer = FramerRTU(_DECODER)
         self._last_rx_end = 0.0
+        self._init_late()
+
+    @property
+    def is_open(self) -> bool:
+        """True while the port is open."""
+        return self._serial is not None
 
     def open(self) -> None:
         """Open the port exclusively; translate OS errors into advice."""
@@ -286,6 +409,11 @@ class RtuLink(Link):
             # parity bit silently; the next reconfigure (every read timeout) then fails.
             self.close()
             raise _rejected_settings(s, "parity not applied")
+        sock = getattr(self._serial, "_socket", None)
+        if sock is not None:
+            # Without it Nagle holds a request back while the previous one (to a silent id)
+            # is unacknowledged: ~20-40 ms, so its reply lands in the next request's window.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def close(self) -> None:
         """Close the port."""
@@ -295,6 +423,13 @@ class RtuLink(Link):
             finally:
                 self._serial = None
 
+    def late_waiting(self) -> bool:
+        """See :meth:`Link.late_waiting`."""
+        try:
+            return self._serial is not None and bool(self._serial.in_waiting)
+        except (serial.SerialException, OSError):
+            return False
+
     def _flush_stale(self) -> bytes:
         """Drop bytes that arrived since the last transaction (a late reply, noise)."""
         stale = b""
@@ -302,6 +437,9 @@ class RtuLink(Link):
         if waiting:
             stale = self._serial.read(waiting)
         self._serial.reset_input_buffer()
+        if stale and self._pending:
+            for frame in _rtu_frames(stale):
+                self._late_frame(frame, None)
         return stale
 
     def transact(self, request: ModbusPDU, timeout: float) -> Reply:
@@ -326,6 +464,7 @@ class RtuLink(Link):
                 if echo != frame:
                     stale += echo
             reply = self._read_reply(device_id, request.function_code, frame, start, timeout)
+            self._note_sent(device_id, reply, request.function_code, start)
         except serial.SerialException as exc:
             self.close()
             raise LinkError(f"{s.port}: connection lost ({exc}); check the adapter") from None
@@ -354,7 +493,21 @@ class RtuLink(Link):
     def _read_reply(
         self, device_id: int, function: int, sent: bytes, start: float, timeout: float
     ) -> Reply:
-        deadline = start + timeout
+        wrong: Reply | None = None
+        while True:
+            reply = self._read_frame(device_id, function, sent, start, start + timeout)
+            if reply.outcome is Outcome.WRONG_ID:
+                if not self._late_frame(reply.received, time.monotonic()):
+                    wrong = wrong or reply  # e.g. a late reply to another program's request
+                continue  # not ours: keep listening for ours until the deadline
+            if reply.outcome is Outcome.TIMEOUT and wrong is not None:
+                wrong.rtt = reply.rtt
+                return wrong
+            return reply
+
+    def _read_frame(
+        self, device_id: int, function: int, sent: bytes, start: float, deadline: float
+    ) -> Reply:
         head = self._read_exact(3, deadline)
         if len(head) < 3:
             rtt = time.monotonic() - start
@@ -382,12 +535,15 @@ class RtuLink(Link):
             first = self._read_exact(1, start + window)
             if not first:
                 return None
-            waited = time.monotonic() - start
-            self._read_until_quiet(time.monotonic() + window)
+            arrived = time.monotonic()
+            rest = self._read_until_quiet(time.monotonic() + window)
         except (serial.SerialException, OSError):
             return None  # the next transaction reports the broken link
         self._last_rx_end = time.monotonic()
-        return waited
+        for frame in _rtu_frames(first + rest):
+            # the frame ended about its own wire time after its first byte came
+            self._late_frame(frame, arrived + (len(frame) - 1) * self.settings.char_time)
+        return arrived - start
 
     def _read_until_quiet(self, deadline: float) -> bytes:
         ser = self._serial
@@ -414,6 +570,43 @@ class TcpLink(Link):
         self._sock: socket.socket | None = None
         self._framer = FramerSocket(_DECODER)
         self._tid = 0
+        self._init_late()
+        # transaction id -> (device id, start, request length) of requests that timed out:
+        # Modbus TCP names the request a reply answers, so a late one is known for sure
+        self._timed_out: dict[int, tuple[int, float, int]] = {}
+
+    @property
+    def is_open(self) -> bool:
+        """True while connected."""
+        return self._sock is not None
+
+    def expecting_late(self) -> bool:
+        """See :meth:`Link.expecting_late`."""
+        now = time.monotonic()
+        for tid, (_dev, start, _chars) in list(self._timed_out.items()):
+            if now - start > LATE_HORIZON:
+                del self._timed_out[tid]
+        return bool(self._timed_out) and self.is_open
+
+    def owes_late(self, device_id: int) -> bool:
+        """Never: a late Modbus TCP reply carries its request's transaction id."""
+        return False
+
+    def late_waiting(self) -> bool:
+        """See :meth:`Link.late_waiting`."""
+        if self._sock is None:
+            return False
+        try:
+            return bool(select.select([self._sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+    def _tcp_late(self, tid: int, frame: bytes, end: float) -> None:
+        entry = self._timed_out.pop(tid, None)
+        if entry is not None:
+            device_id, start, chars = entry
+            code = frame[8] if len(frame) > 8 and frame[7] & 0x80 else None
+            self._late.append(LateReply(device_id, end - start, chars, frame, code))
 
     def open(self) -> None:
         """Connect to the Modbus TCP server."""
@@ -468,6 +661,7 @@ class TcpLink(Link):
         while True:
             header = self._recv_exact(sock, 7, deadline)
             if len(header) < 7:
+                self._timed_out[self._tid] = (request.dev_id, start, len(frame) - 4)
                 return Reply(Outcome.TIMEOUT, rtt=time.monotonic() - start, sent=frame)
             tid, _pid, length, unit = struct.unpack(">HHHB", header)
             body = self._recv_exact(sock, length - 1, deadline)
@@ -475,12 +669,32 @@ class TcpLink(Link):
             if len(body) < length - 1:
                 return Reply(Outcome.TIMEOUT, rtt=rtt, sent=frame, received=header + body)
             if tid != self._tid:
+                self._tcp_late(tid, header + body, time.monotonic())
                 continue  # a late answer to an earlier request
             if unit != request.dev_id:
                 return Reply(
                     Outcome.WRONG_ID, rtt=rtt, sent=frame, received=header + body, other_id=unit
                 )
             return _reply_from_pdu_bytes(body, frame, header + body, rtt)
+
+    def drain_late(self, window: float) -> float | None:
+        """See :meth:`Link.drain_late`."""
+        sock = self._sock
+        if sock is None:
+            return None
+        start = time.monotonic()
+        try:
+            header = self._recv_exact(sock, 7, start + window)
+            if len(header) < 7:
+                return None
+            arrived = time.monotonic()
+            tid, _pid, length, _unit = struct.unpack(">HHHB", header)
+            body = self._recv_exact(sock, length - 1, arrived + 1.0)
+        except (OSError, _Closed):
+            self.close()  # the next transaction reconnects
+            return None
+        self._tcp_late(tid, header + body, time.monotonic())
+        return arrived - start
 
     @staticmethod
     def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes:

@@ -7,6 +7,12 @@ after it the timeout follows the response times actually seen, so 247 ids take s
 minutes. A second pass with the generous timeout retries the expected ids that were missed.
 The link flushes stale bytes before every request, so a late reply is never credited to the
 next id. A found meter is identified by reading the map's identity registers.
+
+The rule for meters slower than those timeouts: a reply that comes after its probe timed out
+is recognised by its id (the link knows which ids it is still waiting for) and still counts —
+the meter is found (``late: true``), and the arbiter learns its response time, so the
+identity read that follows waits long enough. The second pass listens up to
+:data:`LATE_WAIT` s for such a reply.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from emtui.core.arbiter import BusArbiter, Priority
+from emtui.core.arbiter import BusArbiter, Priority, TrafficRecord
 from emtui.core.link import Outcome
 from emtui.core.reader import MeterReader
 from emtui.core.registers import RegisterMap
@@ -28,6 +34,11 @@ LEARNED_MARGIN = 0.010
 #: Exception codes a Modbus TCP gateway gives for an id nobody answers behind it (0A: gateway
 #: path unavailable, 0B: target device failed to respond): the gateway answered, no meter did.
 GATEWAY_NO_TARGET = (0x0A, 0x0B)
+#: How long the second pass listens for a late reply to its probe.
+LATE_WAIT = 1.0
+#: How long the end of the first pass listens for late replies to its last probes (a meter
+#: up to about this slow among the last ids is still found).
+LATE_TAIL = 0.5
 #: Characters of a one-register read: request 8, reply 7.
 PROBE_REQUEST_CHARS = 8
 PROBE_REPLY_CHARS = 7
@@ -54,6 +65,7 @@ class FoundDevice:
     exception_code: int | None = None
     identity: dict[str, object] = field(default_factory=dict)
     second_pass: bool = False
+    late: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form (design §7 keys: id, reply, model, rtt_ms)."""
@@ -69,6 +81,7 @@ class FoundDevice:
             out["exception_code"] = self.exception_code
         out["found_after_s"] = round(self.found_after, 3)
         out["second_pass"] = self.second_pass
+        out["late"] = self.late
         return out
 
 
@@ -120,6 +133,27 @@ class Scanner:
         probe_name = rmap.identify.get("model") or rmap.entries[0].name
         self.probe_address = rmap.get(probe_name).address
         self._largest_rtt = 0.0
+        self._late: list[TrafficRecord] = []
+        self._late_lock = threading.Lock()
+
+    def _on_traffic(self, record: TrafficRecord) -> None:
+        if record.outcome is Outcome.LATE:  # on the bus thread: only note it
+            with self._late_lock:
+                self._late.append(record)
+
+    def _take_late(self, ids: set[int], found: dict[int, FoundDevice], start: float) -> None:
+        """Count the late replies seen since the last probe as found devices."""
+        with self._late_lock:
+            late, self._late = self._late, []
+        for record in late:
+            if record.device_id in found or record.device_id not in ids:
+                continue
+            code = record.exception_code
+            if code in GATEWAY_NO_TARGET:
+                continue
+            found[record.device_id] = self._found(
+                record.device_id, start, record.rtt, code, late=True
+            )
 
     def cancel(self) -> None:
         """Stop the scan after the probe on the wire; the report has what was found."""
@@ -151,25 +185,40 @@ class Scanner:
         found: dict[int, FoundDevice] = {}
         expected_set = set(expected)
         stopped_early = False
-        with self.arbiter.polling_paused():
-            for index, device_id in enumerate(ids):
-                if self.cancel_event.is_set():
-                    break
-                if self.on_progress:
-                    self.on_progress(index, len(ids), device_id)
-                device = self._probe(device_id, start, generous=False)
-                if device:
-                    found[device_id] = device
+        wanted = set(ids)
+        self.arbiter.add_listener(self._on_traffic)
+        try:
+            with self.arbiter.polling_paused():
+                for index, device_id in enumerate(ids):
+                    if self.cancel_event.is_set():
+                        break
+                    if self.on_progress:
+                        self.on_progress(index, len(ids), device_id)
+                    device = self._probe(device_id, start, generous=False)
+                    if device:
+                        found[device_id] = device
+                    self._take_late(wanted, found, start)
                     if stop_early and expected_set and expected_set <= found.keys():
                         stopped_early = index + 1 < len(ids)
                         break
-            for device_id in sorted(expected_set - found.keys()):
-                if self.cancel_event.is_set():
-                    break
-                device = self._probe(device_id, start, generous=True)
-                if device:
-                    device.second_pass = True
-                    found[device_id] = device
+                all_found = bool(expected_set) and expected_set <= found.keys()
+                if not self.cancel_event.is_set() and not all_found:
+                    self.arbiter.listen_for_late(LATE_TAIL)
+                    self._take_late(wanted, found, start)
+                for device_id in sorted(expected_set - found.keys()):
+                    if self.cancel_event.is_set():
+                        break
+                    self._take_late(wanted, found, start)
+                    if device_id in found:
+                        continue
+                    device = self._probe(device_id, start, generous=True)
+                    self._take_late(wanted, found, start)
+                    device = device or found.get(device_id)
+                    if device:
+                        device.second_pass = True
+                        found[device_id] = device
+        finally:
+            self.arbiter.remove_listener(self._on_traffic)
             if self.on_progress and not self.cancel_event.is_set():
                 self.on_progress(len(ids), len(ids), 0)
         return ScanReport(
@@ -190,18 +239,30 @@ class Scanner:
             priority=Priority.SCAN,
             retries=0,
             timeout=self.probe_timeout(generous),
+            late_wait=LATE_WAIT if generous else None,
         )
         if not reply.answered or reply.exception_code in GATEWAY_NO_TARGET:
             return None
         self._largest_rtt = max(self._largest_rtt, reply.rtt)
+        return self._found(device_id, start, reply.rtt, reply.exception_code)
+
+    def _found(
+        self,
+        device_id: int,
+        start: float,
+        rtt: float,
+        exception_code: int | None,
+        late: bool = False,
+    ) -> FoundDevice:
         device = FoundDevice(
             id=device_id,
-            reply="ok" if reply.outcome is Outcome.OK else "exception",
-            exception_code=reply.exception_code,
-            rtt_ms=reply.rtt * 1000.0,
+            reply="ok" if exception_code is None else "exception",
+            exception_code=exception_code,
+            rtt_ms=rtt * 1000.0,
             found_after=time.monotonic() - start,
+            late=late,
         )
-        if self.identify and reply.outcome is Outcome.OK:
+        if self.identify and exception_code is None:
             device.identity = self.read_identity(device_id)
         if self.on_found:
             self.on_found(device)

@@ -37,7 +37,6 @@ from emtui.core.config import Config, MeterConfig
 from emtui.core.link import ConnectionSettings, LinkError, PortBusy
 from emtui.core.reader import MeterReader, Sample
 from emtui.core.registers import RegisterEntry, RegisterMap, load_map
-from emtui.core.runstate import PortLock
 from emtui.core.scanner import FoundDevice, Scanner, ScanReport
 from emtui.core.stats import DeviceStats
 
@@ -176,8 +175,6 @@ class BusSession:
         config: the effective configuration (bus, meters, logging, upload, state dir).
         settings: the connection; default ``config.bus.settings()``.
         arbiter: an arbiter to use (tests); by default one is made from ``settings``.
-        lock: hold the connection's port lock for the session's life (a headless logger then
-            cannot start on the same bus, and this session refuses one that holds it).
         description: how screens name the connection (default ``settings.describe()``).
         report: receives the logging worker's lines (never printed by the session).
     """
@@ -188,7 +185,6 @@ class BusSession:
         settings: ConnectionSettings | None = None,
         *,
         arbiter: BusArbiter | None = None,
-        lock: bool = True,
         description: str | None = None,
         report: Callable[[str], None] = lambda line: None,
     ) -> None:
@@ -199,8 +195,6 @@ class BusSession:
         self.report = report
         self._arbiter = arbiter
         self._own_arbiter = arbiter is None
-        self._lock_wanted = lock
-        self._port_lock: PortLock | None = None
         self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
         self._listeners: list[SampleListener] = []
         self._stop = threading.Event()
@@ -233,19 +227,16 @@ class BusSession:
         return self._arbiter
 
     def start(self) -> None:
-        """Take the port lock, open the bus and start live polling.
+        """Open the bus and start live polling.
+
+        The arbiter locks the connection for every emtui process on the machine (a serial
+        device by opening it exclusively), so a headless logger and the app never share a bus.
 
         Raises:
-            PortBusy: a logger (or another session) holds the port.
+            PortBusy: a logger (or another program) holds the port.
             LinkError: the port cannot be opened.
         """
-        if self._lock_wanted and self._port_lock is None:
-            self._port_lock = PortLock(self.config.state_dir, self.settings.port).acquire()
-        try:
-            self.arbiter.start()
-        except BaseException:
-            self._release_port()
-            raise
+        self.arbiter.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="emtui-live", daemon=True)
         self._thread.start()
@@ -261,12 +252,6 @@ class BusSession:
             self._thread = None
         if self._own_arbiter and self._arbiter is not None:
             self._arbiter.stop()
-        self._release_port()
-
-    def _release_port(self) -> None:
-        if self._port_lock is not None:
-            self._port_lock.release()
-            self._port_lock = None
 
     def add_listener(self, listener: SampleListener) -> None:
         """Call ``listener`` with every sample (from the session's threads)."""
@@ -485,7 +470,6 @@ class BusSession:
             self._thread = None
         if self._arbiter is not None:
             self._arbiter.stop()
-        self._release_port()
         self._arbiter = None
         self._extra_readers.clear()
         self.settings = settings

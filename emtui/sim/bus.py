@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import random
+import socket
 import termios
 import threading
 import time
@@ -499,6 +500,9 @@ class SimulatedBus:
             if not writer.is_closing():
                 writer.write(data)
 
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a reply must not wait for the client's delayed ACK (Nagle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         port = _Port(url, framing, _Receiver(framing, self._gap()), send, writer.close)
         self._ports.append(port)
         try:

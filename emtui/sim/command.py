@@ -327,7 +327,7 @@ def _describe(
     if where.startswith("/dev/"):
         lines.append(f"  connect: emtui scan --port {where} --parity N  (ptys reject even parity)")
     else:
-        lines.append(f"  connect: emtui scan {where}")
+        lines.append(f"  connect: emtui scan --port {where}")
     lines.append("  Ctrl-C to stop")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
