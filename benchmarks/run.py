@@ -18,12 +18,12 @@ import argparse
 import statistics
 import time
 
-from emtui.core.arbiter import BusArbiter
-from emtui.core.link import ConnectionSettings
-from emtui.core.planner import ReadPlanner, transaction_chars
-from emtui.core.reader import MeterReader
-from emtui.core.registers import load_map
-from emtui.core.scanner import FoundDevice, Scanner
+from emtui.core.bus.arbiter import BusArbiter
+from emtui.core.bus.link import ConnectionSettings
+from emtui.core.bus.planner import ReadPlanner, transaction_chars
+from emtui.core.bus.reader import MeterReader
+from emtui.core.bus.scanner import FoundDevice, Scanner
+from emtui.core.maps.registers import load_map
 from emtui.sim.bus import SimulatedBus
 
 BAUD = 19200

@@ -9,3 +9,6 @@ from pathlib import Path
 #: would import the source tree, where the register maps are not (they install as the
 #: ``emtui.registers`` package), instead of the installed package under test.
 EMTUI = [str(Path(sys.executable).with_name("emtui"))]
+#: The repository's root (the checkout under test) and the test data folder.
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"

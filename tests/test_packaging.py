@@ -27,7 +27,7 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
         "import emtui, sys\n"
-        "from emtui.core.registers import builtin_map_names, load_map\n"
+        "from emtui.core.maps.registers import builtin_map_names, load_map\n"
         "assert emtui.__file__.startswith(sys.argv[1]), emtui.__file__\n"
         "print(builtin_map_names(), len(load_map('em6400ng')), len(load_map('em6400-legacy')))\n"
     )

@@ -8,7 +8,7 @@ The file::
 
     state_dir = "/var/lib/emtui/state"      # optional, top level (before any table)
 
-    [bus]                                   # the connection (emtui.core.link.ConnectionSettings)
+    [bus]                                   # the connection (ConnectionSettings)
     port = "/dev/serial/by-id/usb-FTDI_…-if00-port0"
     baud = 19200
     parity = "E"
@@ -73,12 +73,12 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from emtui.core.ids import MAX_ID, MIN_ID
-from emtui.core.registers import MapError, RegisterEntry, RegisterMap, load_map
-from emtui.core.uploadtarget import PLAIN_HTTP_RULE, default_site, plain_http_allowed
+from emtui.core.bus.ids import MAX_ID, MIN_ID
+from emtui.core.maps.registers import MapError, RegisterEntry, RegisterMap, load_map
+from emtui.core.upload.rules import PLAIN_HTTP_RULE, default_site, plain_http_allowed
 
 if TYPE_CHECKING:
-    from emtui.core.link import ConnectionSettings
+    from emtui.core.bus.link import ConnectionSettings
 
 APP_NAME = "emtui"
 
@@ -175,12 +175,12 @@ class BusConfig:
     """Extra silence in seconds before each request, for meters that need one."""
 
     def settings(self) -> ConnectionSettings:
-        """The :class:`~emtui.core.link.ConnectionSettings` these describe.
+        """The :class:`~emtui.core.bus.link.ConnectionSettings` these describe.
 
         Raises:
             ConfigError: no port is configured.
         """
-        from emtui.core.link import ConnectionSettings
+        from emtui.core.bus.link import ConnectionSettings
 
         if not self.port:
             raise ConfigError(
@@ -658,7 +658,7 @@ def _check_dirs(
     A file in the way is an error (no user could log there); a permission problem is a
     warning, since the check may run as another user than the service.
     """
-    from emtui.core.runstate import dir_problem, user_name
+    from emtui.core.log.runstate import dir_problem, user_name
 
     dirs = (("state_dir", config.state_dir), ("logging.data_dir", config.logging.data_dir))
     for key, path in dirs:
@@ -1027,8 +1027,8 @@ def _check_target(value: Any) -> str | None:
 
 
 def _check_schedule(value: Any) -> str | None:
-    """Accept what the uploader's :class:`~emtui.core.schedule.Schedule` accepts."""
-    from emtui.core.schedule import Schedule
+    """Accept what the uploader's :class:`~emtui.core.upload.schedule.Schedule` accepts."""
+    from emtui.core.upload.schedule import Schedule
 
     hint = (
         '— five fields "minute hour day-of-month month day-of-week" in local time (or an '

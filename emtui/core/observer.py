@@ -3,7 +3,7 @@
 Two masters on one RS-485 line corrupt each other's replies, so the app never fights a
 running ``emtui --log`` for the port. :class:`LoggerObserver` has the surface of a
 :class:`~emtui.core.session.BusSession` but only reads what the logger publishes — its live
-file (:mod:`emtui.core.livefile`, the latest sample per meter) and its status file — and
+file (:mod:`emtui.core.log.livefile`, the latest sample per meter) and its status file — and
 refuses everything that needs the bus, saying how to stop the service.
 """
 
@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from emtui.core.bus.link import ConnectionSettings, LinkError
+from emtui.core.bus.scanner import FoundDevice, ScanReport
+from emtui.core.bus.stats import DeviceStats
 from emtui.core.config import Config, MeterConfig
-from emtui.core.link import ConnectionSettings, LinkError
-from emtui.core.livefile import find_live, sample_from_live, stats_from_live
-from emtui.core.runstate import read_status
-from emtui.core.scanner import FoundDevice, ScanReport
+from emtui.core.log.livefile import find_live, sample_from_live, stats_from_live
+from emtui.core.log.runstate import read_status
 from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
-from emtui.core.stats import DeviceStats
 
 #: How to free the bus for inspection (the service's unit name is emtui).
 STOP_HINT = "stop the logger first (sudo systemctl stop emtui, if it runs as the service)"
@@ -36,7 +36,7 @@ class LoggerObserver:
     Args:
         config: the app's configuration (meters when the live file names none).
         settings: the connection the logger holds.
-        live: the live document found at start (:func:`~emtui.core.livefile.find_live`).
+        live: the live document found at start (:func:`~emtui.core.log.livefile.find_live`).
         poll: seconds between reads of the live file.
     """
 

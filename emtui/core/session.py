@@ -5,8 +5,8 @@ it (tests hand it a scripted one with the same surface, :class:`Engine`), as a d
 handed to a view. Everything on the bus goes through the session's one arbiter (design §3):
 
 - **live polling** (the app with logging off): the meters' logged sets round-robin at the
-  interval, one :class:`~emtui.core.reader.Sample` per meter per poll;
-- **logging** (``toggle_logging``): the same :class:`~emtui.core.logger.LoggingWorker` as
+  interval, one :class:`~emtui.core.bus.reader.Sample` per meter per poll;
+- **logging** (``toggle_logging``): the same :class:`~emtui.core.log.worker.LoggingWorker` as
   ``emtui --log``; its samples replace live polling, so nothing is read twice;
 - **extras**: the other registers a meter tab shows. At most one such request goes on the wire
   between two poll cycles, and only when the rest of the interval has room for it, so a
@@ -32,13 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from emtui.core.arbiter import BusArbiter, Priority
+from emtui.core.bus.arbiter import BusArbiter, Priority
+from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy
+from emtui.core.bus.reader import MeterReader, Sample
+from emtui.core.bus.scanner import FoundDevice, Scanner, ScanReport
+from emtui.core.bus.stats import DeviceStats
 from emtui.core.config import Config, MeterConfig
-from emtui.core.link import ConnectionSettings, LinkError, PortBusy
-from emtui.core.reader import MeterReader, Sample
-from emtui.core.registers import RegisterEntry, RegisterMap, load_map
-from emtui.core.scanner import FoundDevice, Scanner, ScanReport
-from emtui.core.stats import DeviceStats
+from emtui.core.log.livefile import LivePublisher
+from emtui.core.log.worker import LoggingWorker
+from emtui.core.maps.registers import RegisterEntry, RegisterMap, load_map
 
 #: Groups a meter tab reads once (they do not change while the meter runs) and on demand.
 STATIC_GROUPS = ("identity", "setup")
@@ -209,7 +211,7 @@ class BusSession:
         self._scanner: Scanner | None = None
         self._logging_stop: threading.Event | None = None
         self._logging_thread: threading.Thread | None = None
-        self._worker: object | None = None  # LoggingWorker, imported lazily
+        self._worker: LoggingWorker | None = None
         self._data_lock: DataDirLock | None = None
         self._logging_error: str | None = None
         self._logging_started: float | None = None
@@ -240,6 +242,29 @@ class BusSession:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="emtui-live", daemon=True)
         self._thread.start()
+
+    def open_bus(self, require_link: bool = True) -> None:
+        """Open the bus without live polling (``emtui --log`` and the commands).
+
+        Args:
+            require_link: False opens anyway when the port is missing (the unattended logger
+                then writes ``error`` rows until it is back); the connection lock is still
+                taken, so another program holding the bus is always an error.
+        """
+        self.arbiter.start(require_link=require_link)
+
+    def run_logging(
+        self,
+        stop: threading.Event,
+        cycles: int | None = None,
+        live: LivePublisher | None = None,
+    ) -> LoggingWorker:
+        """Run the logging worker in this thread until ``stop`` is set or ``cycles`` ran
+        (``emtui --log``); returns it for its summary and counters."""
+        worker = LoggingWorker(self.config, self.arbiter, report=self.report, live=live)
+        self._worker = worker
+        worker.run(stop, cycles=cycles)
+        return worker
 
     def stop(self) -> None:
         """Stop logging and polling, close the bus, drop the locks."""
@@ -505,8 +530,6 @@ class BusSession:
             DataDirBusy: another logger writes into the data dir.
             ValueError: no meters configured.
         """
-        from emtui.core.logger import LoggingWorker
-
         if self.logging:
             return self.logging_state()
         if not self.config.meters:
@@ -568,8 +591,6 @@ class BusSession:
 
     def logging_state(self) -> LoggingState:
         """A snapshot for the logging panel."""
-        from emtui.core.logger import LoggingWorker
-
         config = self.config
         state = LoggingState(
             running=self.logging,
@@ -580,7 +601,7 @@ class BusSession:
             error=self._logging_error,
         )
         worker = self._worker
-        if isinstance(worker, LoggingWorker):
+        if worker is not None:
             state.rows = sum(m.rows for m in worker.meters)
             state.rows_lost = sum(m.writer.rows_lost for m in worker.meters)
             state.files = {
@@ -597,9 +618,9 @@ class BusSession:
 
     def upload_now(self) -> str:
         """Send every queued file now (blocking: run it off the UI thread); a summary line."""
-        from emtui.core.uploaders import make_uploader
-        from emtui.core.uploadqueue import UploadQueue
-        from emtui.core.uploadrun import run_uploads
+        from emtui.core.upload.queue import UploadQueue
+        from emtui.core.upload.run import run_uploads
+        from emtui.core.upload.targets import make_uploader
 
         upload = self.config.upload
         if not upload.target:

@@ -49,7 +49,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
-from emtui.core.registers import RegisterMap, load_map
+from emtui.core.maps.registers import RegisterMap, load_map
 from emtui.sim.meter import (
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,

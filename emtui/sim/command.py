@@ -16,8 +16,8 @@ import sys
 import threading
 from types import FrameType
 
-from emtui.core.ids import format_ids, parse_ids
-from emtui.core.registers import MapError, load_map
+from emtui.core.bus.ids import format_ids, parse_ids
+from emtui.core.maps.registers import MapError, load_map
 from emtui.sim.bus import SimulatedBus, quiet_pymodbus
 
 __all__ = ["add_arguments", "main", "run"]

@@ -3,7 +3,7 @@
 Why this module exists: the bus (``emtui.sim.bus``) only moves frames; what a meter answers to
 a request — values, N/A sentinels, exceptions for reads it cannot serve, and the few writes it
 accepts — is decided here, once, so every transport (pty, ``socket://``, ``tcp://``) and every
-test agrees. Values are encoded with :mod:`emtui.core.codec`, the same code the tool decodes
+test agrees. Values are encoded with :mod:`emtui.core.maps.codec`, the same code the tool decodes
 with, from the register map the tool reads with; nothing here knows a register number.
 
 Addresses are wire (PDU) addresses, 0-based: register 3110 is address 3109.
@@ -15,8 +15,8 @@ import bisect
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from emtui.core.codec import encode
-from emtui.core.registers import RegisterEntry, RegisterMap
+from emtui.core.maps.codec import encode
+from emtui.core.maps.registers import RegisterEntry, RegisterMap
 from emtui.sim.pump import Clock, PumpModel, QValue, bind_map, resolve
 
 __all__ = [

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from emtui.core.registers import RegisterEntry, RegisterMap
+from emtui.core.maps.registers import RegisterEntry, RegisterMap
 
 __all__ = [
     "LEGACY_ALIASES",

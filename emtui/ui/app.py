@@ -23,9 +23,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from emtui.core.bus.scanner import FoundDevice
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
-from emtui.core.scanner import FoundDevice
 from emtui.core.session import Engine, LoggingState
 from emtui.ui.messages import SamplesRead
 from emtui.ui.model import MeterModel

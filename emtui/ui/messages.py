@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from emtui.core.reader import Sample
-from emtui.core.scanner import FoundDevice, ScanReport
+from emtui.core.bus.reader import Sample
+from emtui.core.bus.scanner import FoundDevice, ScanReport
 
 
 class SamplesRead(Message, bubble=False):

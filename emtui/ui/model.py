@@ -12,8 +12,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from emtui.core.codec import Value
-from emtui.core.reader import Sample
+from emtui.core.bus.reader import Sample
+from emtui.core.maps.codec import Value
 from emtui.core.session import MeterInfo
 
 #: Points of history kept per numeric entry (10 minutes at a 1 s interval).

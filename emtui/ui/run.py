@@ -10,9 +10,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+from emtui.core.bus.link import ConnectionSettings, PortBusy
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
-from emtui.core.link import ConnectionSettings, PortBusy
-from emtui.core.livefile import find_live
+from emtui.core.log.livefile import find_live
 from emtui.core.observer import LoggerObserver
 from emtui.core.session import BusSession, Engine
 

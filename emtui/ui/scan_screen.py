@@ -12,9 +12,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ProgressBar, Static
 
-from emtui.core.ids import format_ids, parse_ids
-from emtui.core.link import ConnectionSettings, LinkError
-from emtui.core.scanner import FoundDevice, ScanReport
+from emtui.core.bus.ids import format_ids, parse_ids
+from emtui.core.bus.link import ConnectionSettings, LinkError
+from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.session import Engine
 from emtui.ui.messages import DeviceFound, ScanFinished, ScanProgressed
 from emtui.ui.widgets.live_table import Column, LiveTable

@@ -6,10 +6,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from emtui.core.display import digits_for, display_value, format_number, lead_lag_text
-from emtui.core.registers import RegisterEntry
+from emtui.core.bus.stats import DeviceStats
+from emtui.core.maps.display import digits_for, display_value, format_number, lead_lag_text
+from emtui.core.maps.registers import RegisterEntry
 from emtui.core.session import STATIC_GROUPS
-from emtui.core.stats import DeviceStats
 from emtui.ui.model import MeterModel, age_text
 from emtui.ui.widgets.live_table import Column, LiveTable
 from emtui.ui.widgets.trend import Trend

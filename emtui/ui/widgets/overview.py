@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from emtui.core.display import display_value
+from emtui.core.maps.display import display_value
 from emtui.core.session import LoggingState
 from emtui.ui.model import MeterModel, age_text
 from emtui.ui.widgets.live_table import Column, LiveTable

@@ -1,0 +1,2 @@
+"""Unattended logging: the worker, the CSV files, run state (locks, status, live file) and the
+service unit."""

@@ -1,0 +1,1 @@
+"""Register maps and value decoding: the map model, the codec, the display precision."""

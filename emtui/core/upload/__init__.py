@@ -1,0 +1,1 @@
+"""Uploads: the durable queue, the targets (sftp, https, file), the run and its schedule."""

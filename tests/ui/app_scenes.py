@@ -1,0 +1,119 @@
+"""The app's main screens as scenes on the scripted engine, for snapshots and screenshots.
+
+Each scene builds the app, and a ``run_before`` coroutine brings it to the screen shown.
+Nothing depends on wall time or on a real port: the engine is scripted and the clock fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from scripted_engine import T0, ScriptedEngine, reference_config
+from textual.pilot import Pilot
+from textual.widgets import ProgressBar
+
+from emtui.core.bus.scanner import FoundDevice
+from emtui.ui.app import EmtuiApp
+from emtui.ui.messages import DeviceFound, ScanProgressed
+from emtui.ui.scan_screen import ScanScreen
+
+Scene = tuple[EmtuiApp, Callable[[Pilot[None]], Awaitable[None]]]
+
+
+#: Where the scenes say files go: fixed, so pictures do not change with a temp dir's name (the
+#: scripted engine never writes there).
+SHOWN_ROOT = Path("/var/lib/emtui")
+
+
+def _app(tmp: Path) -> tuple[EmtuiApp, ScriptedEngine]:
+    engine = ScriptedEngine(reference_config(SHOWN_ROOT))
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: T0 + 0.4)
+    return app, engine
+
+
+async def _settle(pilot: Pilot[None], app: EmtuiApp) -> None:
+    await pilot.pause()
+    app.refresh_view()
+    await pilot.pause()
+
+
+def overview(tmp: Path) -> Scene:
+    """Four pumps polled, one meter timing out."""
+    app, engine = _app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        engine.poll()
+        engine.fail(3)
+        engine.poll()
+        await _settle(pilot, app)
+
+    return app, before
+
+
+def meter_tab(tmp: Path) -> Scene:
+    """Meter 1's tab with every value read once."""
+    app, engine = _app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        engine.poll()
+        await pilot.press("1")
+        engine.refresh_extras(1)
+        engine.poll()
+        await pilot.press("down", "down")
+        await _settle(pilot, app)
+
+    return app, before
+
+
+def scan_in_progress(tmp: Path) -> Scene:
+    """The scan screen part-way through a full scan (id 121 of 247), three meters found.
+
+    The engine's news is posted as the scan worker would post it, so the picture does not
+    depend on thread timing.
+    """
+    app, _ = _app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ScanScreen)
+        screen.running = True
+        screen.query_one(ProgressBar).update(total=247, progress=0)
+        for i in (1, 2, 3):
+            device = FoundDevice(
+                id=i,
+                reply="ok",
+                rtt_ms=29.4 + i,
+                found_after=0.03 * i,
+                identity={"model": "EM6400NG", "serial": f"2314{i:05d}", "name": f"Pump {i}"},
+            )
+            screen.post_message(DeviceFound(device))
+        screen.post_message(ScanProgressed(120, 247, 121))
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+def logging_on(tmp: Path) -> Scene:
+    """Logging started from the app: where rows go and that it stops with the app."""
+    app, engine = _app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("l")
+        await app.workers.wait_for_complete()
+        for _ in range(3):
+            engine.poll()
+        await _settle(pilot, app)
+
+    return app, before
+
+
+SCENES: dict[str, Callable[[Path], Scene]] = {
+    "overview": overview,
+    "meter-tab": meter_tab,
+    "scan-in-progress": scan_in_progress,
+    "logging-on": logging_on,
+}

@@ -1,0 +1,245 @@
+"""A scripted engine for the app's tests and screenshots: no bus, no threads, no wall time.
+
+It has the surface of :class:`emtui.core.session.BusSession` (the app cannot tell them
+apart) and serves the values of the simulator's reference-site pumps, frozen at a fixed time,
+decoded by the real codec. A test says when a poll happens (:meth:`ScriptedEngine.poll`), what
+fails (:meth:`fail`) and what a scan finds (``scan_result``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from emtui.core.bus.link import ConnectionSettings
+from emtui.core.bus.reader import Sample
+from emtui.core.bus.scanner import FoundDevice, ScanReport
+from emtui.core.bus.stats import DeviceStats
+from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
+from emtui.core.maps.codec import Value, decode_entry
+from emtui.core.maps.registers import RegisterEntry, load_map
+from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
+from emtui.sim.bus import build_meters
+from emtui.sim.meter import SimulatedMeter
+
+#: The fixed wall time of every scripted sample: 2026-06-01 10:00:00 UTC.
+T0 = 1_780_308_000.0
+
+
+def reference_config(tmp: Path, ids: Sequence[int] = (1, 2, 3, 4)) -> Config:
+    """The reference site's config (4 pumps, 19200 8E1), with dirs under ``tmp``."""
+    return Config(
+        bus=BusConfig(port="socket://gateway.site:4001", baud=19200, parity="E"),
+        meters=tuple(MeterConfig(id=i, label=f"Pump {i}") for i in ids),
+        logging=LoggingConfig(interval=1.0, data_dir=tmp / "data"),
+        upload=UploadConfig(target=None, site="pumphouse"),
+        state_dir=tmp / "state",
+    )
+
+
+class ScriptedEngine:
+    """Everything the app asks of an engine, answered from a script.
+
+    Args:
+        config: the meters and dirs (see :func:`reference_config`).
+        clock: the time stamped on samples (tests move it).
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.settings = ConnectionSettings(
+            port=config.bus.port or "socket://gateway.site:4001",
+            baud=config.bus.baud,
+            parity=config.bus.parity,
+        )
+        self.description = self.settings.describe()
+        self.interval = config.logging.interval
+        self.clock = clock or (lambda: T0)
+        self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
+        self.sim: dict[int, SimulatedMeter] = build_meters(
+            [m.id for m in self.meters],
+            load_map("em6400ng"),
+            clock=lambda: T0,
+            frozen=True,
+            running=True,
+        )
+        self.listeners: list[SampleListener] = []
+        self._stats: dict[int, DeviceStats] = {}
+        self.failing: dict[int, str] = {}
+        self.started = False
+        self.stopped = False
+        self.focus: int | None = None
+        self.refreshed: list[int] = []
+        self.starved = False
+        self.cycle = 0.98
+        self.scan_result: list[FoundDevice] = []
+        self.scan_calls: list[tuple[list[int], list[int]]] = []
+        self.reconnected: list[ConnectionSettings] = []
+        self.logging = False
+        self.log_rows = 0
+        self.uploads = 0
+        self.cancelled = False
+        self.scan_gate: threading.Event | None = None
+        """When set to an Event, a scan waits on it after probing each id (tests cancel then)."""
+
+    # -- the Engine surface -------------------------------------------------------------------
+
+    def add_listener(self, listener: SampleListener) -> None:
+        self.listeners.append(listener)
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def stats(self, device_id: int) -> DeviceStats:
+        return self._stats.setdefault(device_id, DeviceStats())
+
+    def bus_load(self) -> float | None:
+        return self.cycle / self.interval if self.interval else None
+
+    def cycle_time(self) -> float | None:
+        return self.cycle
+
+    def set_focus(self, device_id: int | None) -> None:
+        self.focus = device_id
+
+    def refresh_extras(self, device_id: int) -> None:
+        self.refreshed.append(device_id)
+        info = self._info(device_id)
+        self._publish(self._sample(info, info.extras))
+
+    def extras_starved(self) -> bool:
+        return self.starved
+
+    def scan(
+        self,
+        ids: Sequence[int],
+        expected: Sequence[int],
+        on_progress: Callable[[int, int, int], None],
+        on_found: Callable[[FoundDevice], None],
+    ) -> ScanReport:
+        self.scan_calls.append((list(ids), list(expected)))
+        found = {d.id: d for d in self.scan_result}
+        devices = []
+        for index, device_id in enumerate(ids):
+            if self.cancelled:
+                break
+            on_progress(index, len(ids), device_id)
+            if device_id in found:
+                devices.append(found[device_id])
+                on_found(found[device_id])
+            if self.scan_gate is not None:
+                self.scan_gate.wait(5)
+        report = ScanReport(
+            devices=devices,
+            ids=list(ids),
+            expected=list(expected),
+            duration=1.5,
+            cancelled=self.cancelled,
+        )
+        self.cancelled = False
+        return report
+
+    def cancel_scan(self) -> None:
+        self.cancelled = True
+
+    def reconnect(self, settings: ConnectionSettings) -> None:
+        self.reconnected.append(settings)
+        self.settings = settings
+        self.description = settings.describe()
+
+    def set_meters(self, meters: Sequence[MeterConfig]) -> None:
+        self.config = dataclasses.replace(self.config, meters=tuple(meters))
+        self.meters = [meter_info(m, self.config) for m in self.config.meters]
+        extra = [m.id for m in self.meters if m.id not in self.sim]
+        if extra:
+            self.sim.update(
+                build_meters(extra, load_map("em6400ng"), clock=lambda: T0, frozen=True)
+            )
+
+    def start_logging(self) -> LoggingState:
+        self.logging = True
+        return self.logging_state()
+
+    def stop_logging(self) -> LoggingState:
+        self.logging = False
+        return self.logging_state()
+
+    def logging_state(self) -> LoggingState:
+        data = self.config.logging.data_dir
+        return LoggingState(
+            running=self.logging,
+            data_dir=str(data),
+            state_dir=str(self.config.state_dir),
+            rows=self.log_rows,
+            files={
+                m.id: str(data / f"meter_{m.id}" / f"meter_{m.id}_2026-06-01.csv")
+                for m in self.meters
+            }
+            if self.logging
+            else {},
+        )
+
+    def upload_now(self) -> str:
+        self.uploads += 1
+        return "nothing queued"
+
+    # -- the script ---------------------------------------------------------------------------
+
+    def _info(self, device_id: int) -> MeterInfo:
+        return next(m for m in self.meters if m.id == device_id)
+
+    def _sample(self, info: MeterInfo, entries: Sequence[RegisterEntry]) -> Sample:
+        failure = self.failing.get(info.id)
+        values: dict[str, Value] = {}
+        status: dict[str, str] = {}
+        meter = self.sim[info.id]
+        for entry in entries:
+            if failure:
+                values[entry.name] = Value(None)
+                status[entry.name] = failure
+                continue
+            registers = meter.read(3, entry.address, entry.count)
+            values[entry.name] = decode_entry(info.map, entry, registers)
+            status[entry.name] = "ok"
+        return Sample(
+            device_id=info.id,
+            time=self.clock(),
+            status=failure or "ok",
+            values=values,
+            entry_status=status,
+            duration=0.24,
+            requests=3,
+        )
+
+    def _publish(self, sample: Sample) -> None:
+        for listener in self.listeners:
+            listener(sample)
+
+    def poll(self) -> None:
+        """One poll cycle: a sample of each meter's logged set, as the bus would give."""
+        for info in self.meters:
+            sample = self._sample(info, info.logged)
+            stats = self.stats(info.id)
+            stats.requests += 3
+            if info.id in self.failing:
+                stats.timeouts += 3
+            else:
+                stats.ok += 3
+                for rtt in (0.0452, 0.0921, 0.0301):
+                    stats.rtts.append(rtt)
+            if self.logging:
+                self.log_rows += 1
+            self._publish(sample)
+
+    def fail(self, device_id: int, status: str = "timeout") -> None:
+        """From now on meter ``device_id`` gives ``status`` rows (None-valued)."""
+        self.failing[device_id] = status
+
+    def recover(self, device_id: int) -> None:
+        """Meter ``device_id`` answers again."""
+        self.failing.pop(device_id, None)
