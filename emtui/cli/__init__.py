@@ -64,9 +64,20 @@ def run(argv: Sequence[str]) -> int:
     from emtui.ui.run import run_app, run_demo
 
     if args.demo:
-        return run_demo({})
+        return run_demo(_demo_keys(args))
     config = effective_config(args)
-    return run_app(config, settings_from(config), {})
+    return run_app(config, settings_from(config), config.keys)
+
+
+def _demo_keys(args: object) -> dict[str, str]:
+    """The ``[keys]`` of the config the demo would find: the demo ignores everything else in
+    it (its dirs, bus and upload target), and a config it cannot read changes nothing."""
+    from emtui.core.config import find_config_file, load_config
+
+    try:
+        return dict(load_config(find_config_file(getattr(args, "config", None))).keys)
+    except (ConfigError, OSError):
+        return {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -292,6 +292,10 @@ class Config:
     """Folder of the upload queue, the status file and the lock. Default: the user state
     dir; the system service uses ``/var/lib/emtui/state``."""
 
+    keys: Mapping[str, str] = field(default_factory=dict)
+    """The app's keys remapped: binding id → key(s), e.g. ``toggle_logging = "L"`` (``[keys]``;
+    ids in :data:`KEY_BINDING_IDS`, several keys comma-separated)."""
+
     source: Path | None = None
     """The file this came from; None when no file was read."""
 
@@ -772,6 +776,7 @@ def effective_dict(config: Config) -> dict[str, Any]:
             "token_file": _str_or_none(up.token_file),
             "timeout": up.timeout,
         },
+        "keys": dict(config.keys),
         "secrets": list(SECRET_KEYS),
     }
 
@@ -834,6 +839,8 @@ def config_check_text(config: Config, errors: Iterable[str], warnings: Iterable[
                 out.append(f"{key} = {_toml(value)}")
     table("logging", doc["logging"], "[logging]")
     table("upload", doc["upload"], "[upload]")
+    if doc["keys"]:
+        table("keys", doc["keys"], "[keys]  # the app's keys, by binding id")
 
     errors = list(errors)
     warnings = list(warnings)
@@ -1114,7 +1121,26 @@ def flag_problem(flag: str, value: Any) -> str | None:
     return _run_check(_FLAG_FIELDS[flag], value)
 
 
-_TOP_KEYS = ("state_dir", "bus", "meters", "logging", "upload")
+_TOP_KEYS = ("state_dir", "bus", "meters", "logging", "upload", "keys")
+
+#: The app's binding ids a ``[keys]`` table may remap (design §11); the app's own bindings use
+#: the same ids (a test checks they agree).
+KEY_BINDING_IDS: tuple[str, ...] = (
+    "overview",
+    *(f"meter_{n}" for n in range(1, 10)),
+    "scan",
+    "raw",
+    "traffic",
+    "commission",
+    "toggle_logging",
+    "upload_now",
+    "refresh_extras",
+    "help",
+    "quit",
+)
+#: One key as Textual names it: a printable character, or a name like ``ctrl+l``, ``f``,
+#: ``question_mark``.
+_KEY_RE = re.compile(r"(?:(?:ctrl|shift|alt|meta)\+)*(?:[a-z0-9_]+|[!-~])")
 
 
 def _field_problems(config: Config) -> list[tuple[str, str]]:
@@ -1202,7 +1228,37 @@ class _Reader:
         if upload is not None:
             kwargs["upload"] = UploadConfig(**self._fields(upload, "upload", _UPLOAD_FIELDS))
         kwargs["meters"] = self._meters(data.get("meters"))
+        keys = self._table(data, "keys")
+        if keys is not None:
+            kwargs["keys"] = self._keys(keys)
         return Config(**kwargs)
+
+    def _keys(self, raw: dict[str, Any]) -> dict[str, str]:
+        """``[keys]``: binding id → key(s); unknown ids and malformed keys are errors."""
+        self._unknown(raw, KEY_BINDING_IDS, "keys.", "binding id")
+        keys: dict[str, str] = {}
+        for binding_id, value in raw.items():
+            if binding_id not in KEY_BINDING_IDS:
+                continue
+            parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else []
+            if not parts or not all(p and _KEY_RE.fullmatch(p) for p in parts):
+                self.error(
+                    f"keys.{binding_id}",
+                    f'must be a key such as "L", "ctrl+l" or "f5" (several: '
+                    f'"l,ctrl+l"), not {_show(value)}',
+                )
+                continue
+            keys[binding_id] = ",".join(parts)
+        taken: dict[str, str] = {}
+        for binding_id, value in keys.items():
+            for key in value.split(","):
+                if key in taken:
+                    self.error(
+                        f"keys.{binding_id}",
+                        f"{key!r} is already the key of {taken[key]} — give each action its own",
+                    )
+                taken[key] = binding_id
+        return keys
 
     def _table(self, data: dict[str, Any], name: str) -> dict[str, Any] | None:
         if name not in data:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -81,7 +81,7 @@ class EmtuiApp(App[None]):
         config: Config | None = None,
         clock: Callable[[], float] = time.time,
         refresh_hz: float = 1.0,
-        keymap: dict[str, str] | None = None,
+        keymap: Mapping[str, str] | None = None,
         note: str = "",
         start_engine: bool = True,
     ) -> None:
@@ -99,7 +99,7 @@ class EmtuiApp(App[None]):
         self._logging_state = LoggingState()
         self._logging_state = engine.logging_state()
         if keymap:
-            self.set_keymap(keymap)
+            self.set_keymap(dict(keymap))
 
     # -- layout -------------------------------------------------------------------------------
 

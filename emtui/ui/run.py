@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from emtui.core.bus.link import ConnectionSettings, PortBusy
@@ -57,7 +58,7 @@ def open_engine(config: Config, settings: ConnectionSettings) -> tuple[Engine, s
     return session, ""
 
 
-def run_app(config: Config, settings: ConnectionSettings, keymap: dict[str, str]) -> int:
+def run_app(config: Config, settings: ConnectionSettings, keymap: Mapping[str, str]) -> int:
     """Run the app on the configured bus until the technician quits."""
     from emtui.ui.app import EmtuiApp
 
@@ -79,7 +80,7 @@ def demo_config(port: str, root: Path) -> Config:
     )
 
 
-def run_demo(keymap: dict[str, str]) -> int:
+def run_demo(keymap: Mapping[str, str]) -> int:
     """Run the app on the built-in simulated reference site (no hardware, no real data).
 
     The simulator runs on its own thread and event loop, paced as 19200 8E1 with a 20 ms

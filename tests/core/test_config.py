@@ -684,3 +684,46 @@ def test_a_config_file_with_a_bom_says_so(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf[bus]\nbaud = 9600\n")
     with pytest.raises(ConfigError, match="byte-order mark"):
         load_config(path)
+
+
+# -- the app's keys ------------------------------------------------------------------------------
+
+
+def test_keys_table_remaps_the_apps_bindings(tmp_path: Path) -> None:
+    """[keys] maps binding ids to keys; config check shows them."""
+    path = tmp_path / "c.toml"
+    path.write_text('[keys]\ntoggle_logging = "L"\nscan = "ctrl+s, f2"\n')
+    config = load_config(path)
+    assert dict(config.keys) == {"toggle_logging": "L", "scan": "ctrl+s,f2"}
+    assert "[keys]" in config_check_text(config, [])
+    assert 'toggle_logging = "L"' in config_check_text(config, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[keys]\ntoggle_loging = "L"\n', "keys.toggle_loging: unknown binding id — did you mean"),
+        ('[keys]\nscan = ""\n', "keys.scan: must be a key"),
+        ("[keys]\nscan = 5\n", "keys.scan: must be a key"),
+        ('[keys]\nscan = "ctrl+ s"\n', "keys.scan: must be a key"),
+        ('[keys]\nscan = "x"\nhelp = "x"\n', "'x' is already the key of scan"),
+        ('keys = "L"\n', "keys: must be a table"),
+    ],
+)
+def test_bad_keys_are_config_errors_naming_the_key(tmp_path: Path, text: str, problem: str) -> None:
+    """Unknown binding ids, malformed keys and one key for two actions are refused."""
+    errors = _errors(text, tmp_path)
+    assert any(problem in e for e in errors), errors
+
+
+def test_the_apps_binding_ids_are_the_ones_keys_accepts() -> None:
+    """Every binding of the app has an id, and [keys] accepts each of them."""
+    from textual.binding import Binding
+
+    from emtui.core.config import KEY_BINDING_IDS
+    from emtui.ui.app import EmtuiApp
+
+    ids = [b.id for b in EmtuiApp.BINDINGS if isinstance(b, Binding)]
+    assert all(ids) and set(ids) <= set(KEY_BINDING_IDS)
+    assert {"overview", "meter_1", "meter_9", "scan", "toggle_logging", "upload_now", "help",
+            "quit"} <= set(ids)  # fmt: skip
