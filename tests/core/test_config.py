@@ -524,7 +524,8 @@ def test_effective_dict_is_json_ready() -> None:
     """effective_dict has the config's sections, plain JSON types, and round-trips json."""
     document = effective_dict(load_config(EXAMPLE))
     assert json.loads(json.dumps(document, allow_nan=False)) == document
-    assert set(document) == {"source", "state_dir", "bus", "meters", "logging", "upload", "secrets"}
+    sections = {"source", "state_dir", "bus", "meters", "logging", "upload", "keys", "secrets"}
+    assert set(document) == sections
     assert document["meters"][0] == {"id": 1, "label": "Pump 1", "map": "em6400ng", "values": None}
     assert document["bus"]["timeout"] is None
     assert document["logging"]["data_dir"] == "/var/lib/emtui"
