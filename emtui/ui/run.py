@@ -77,6 +77,8 @@ def demo_config(port: str, root: Path) -> Config:
         logging=LoggingConfig(interval=1.0, data_dir=root / "data"),
         upload=UploadConfig(target=None, site="demo"),
         state_dir=root / "state",
+        # a scan saved in the demo goes here, never into a real config
+        source=root / "config.toml",
     )
 
 
@@ -100,7 +102,7 @@ def run_demo(keymap: Mapping[str, str]) -> int:
             description="demo site (simulated, 19200 8E1)",
         )
         session.start()
-        note = f"Demo: 4 simulated pumps; logging writes to {root}/data (kept after quitting)."
+        note = f"Demo: 4 simulated pumps; files go to {root} (kept after quitting)."
         app = EmtuiApp(session, config=config, keymap=keymap, note=note, start_engine=False)
         app.run()
     return 0

@@ -313,3 +313,15 @@ async def test_nothing_breaks_at_small_terminals(tmp_path: Path, size: tuple[int
         text = screen_text(app)
         for hint in ("Scan", "Logging", "Help", "Quit"):
             assert hint in text
+
+
+def test_the_demo_touches_no_real_data(tmp_path: Path) -> None:
+    """--demo: data, state and a saved scan all go under its own temporary folder, and there is
+    no upload target."""
+    from emtui.ui.run import demo_config
+
+    config = demo_config("socket://127.0.0.1:1", tmp_path)
+    assert config.upload.target is None
+    for path in (config.logging.data_dir, config.state_dir, config.source):
+        assert path is not None and tmp_path in path.parents
+    assert [m.id for m in config.meters] == [1, 2, 3, 4]
