@@ -22,6 +22,11 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
     )
     assert build.returncode == 0, build.stderr
     assert (target / "emtui" / "registers" / "em6400ng.toml").is_file()
+    assert (target / "emtui" / "ui" / "app.tcss").is_file()
+    # every package of the source tree is in the wheel (pyproject lists them one by one)
+    for init in (ROOT / "emtui").rglob("__init__.py"):
+        package = init.parent.relative_to(ROOT)
+        assert (target / package / "__init__.py").is_file(), f"{package} missing from the wheel"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
