@@ -6,7 +6,6 @@ Output is plain text (journald reads the logger's stderr) or one JSON document; 
 from __future__ import annotations
 
 import argparse
-import functools
 import signal
 import sys
 import threading
@@ -272,7 +271,7 @@ def _send_now(queue: UploadQueue, config: Config, retry: str | None) -> UploadRu
     """``--now`` / ``--retry FILE|all``: one upload run, then retention."""
     from emtui.core.upload.queue import ItemState
     from emtui.core.upload.run import run_uploads
-    from emtui.core.upload.targets import make_uploader
+    from emtui.core.upload.targets import uploader_factory
 
     target = config.upload.target
     if not target:
@@ -287,15 +286,7 @@ def _send_now(queue: UploadQueue, config: Config, retry: str | None) -> UploadRu
                 raise CliError(f"{item.path} is {item.status}: nothing to retry", ExitCode.UPLOAD)
             queue.retry(item)
         only = {item.key for item in chosen}
-    factory = functools.partial(
-        make_uploader,
-        target,
-        site=config.upload.site,
-        key_file=config.upload.key_file,
-        known_hosts=config.upload.known_hosts,
-        token_file=config.upload.token_file,
-        timeout=config.upload.timeout,
-    )
+    factory = uploader_factory(config.upload)
     result = run_uploads(queue, factory, force=True, only=only)
     if result.busy:
         raise CliError("another upload run is in progress; try again later", ExitCode.UPLOAD)

@@ -48,15 +48,24 @@ def writable(path: Path) -> bool:
     return os.access(probe, os.W_OK)
 
 
-def save_meters(path: Path, meters: Sequence[NewMeter]) -> SaveResult:
+def save_meters(path: Path, meters: Sequence[NewMeter], *, base: Path | None = None) -> SaveResult:
     """Add ``meters`` to the config at ``path`` (created when missing).
+
+    ``base``: when ``path`` does not exist yet, start from this file's text (the config the
+    app loaded but may not write), so the new file keeps every setting of it: config files are
+    not merged, the first one found wins.
 
     Raises:
         ConfigError: the file is not valid TOML, or the result would not be a valid config
             (nothing is written then).
         OSError: the file cannot be written.
     """
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+    elif base is not None and base.exists():
+        text = base.read_text(encoding="utf-8")
+    else:
+        text = ""
     try:
         document = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:

@@ -77,10 +77,17 @@ class LoggerObserver:
         self._seen: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.logger_gone = False
+        """True once the logger stopped publishing (it quit or was stopped)."""
 
     @property
     def note(self) -> str:
         """What the app says about this mode."""
+        if self.logger_gone:
+            return (
+                f"The logger (PID {self.pid}) has stopped: these values are its last. "
+                "Quit and start emtui again to use the bus."
+            )
         return (
             f"The bus is held by an emtui logger (PID {self.pid}): these are its latest values, "
             f"read-only. To scan or inspect, {STOP_HINT}."
@@ -107,9 +114,12 @@ class LoggerObserver:
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
             live = find_live(self.settings.port)
-            if live is not None:
-                self._live = live
-                self._deliver(live)
+            if live is None:  # it removed its file, or its PID is gone
+                self.logger_gone = True
+                continue
+            self.logger_gone = False
+            self._live = live
+            self._deliver(live)
 
     def _deliver(self, live: dict[str, Any]) -> None:
         for meter in live.get("meters", []):

@@ -27,6 +27,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Protocol
 
 from emtui.core.bus.arbiter import BusArbiter, Priority
 from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy
+from emtui.core.bus.planner import transaction_chars
 from emtui.core.bus.reader import MeterReader, Sample
 from emtui.core.bus.scanner import FoundDevice, Scanner, ScanReport
 from emtui.core.bus.stats import DeviceStats
@@ -206,13 +208,15 @@ class BusSession:
         self._extra_readers: dict[int, list[MeterReader]] = {}
         self._extra_next: dict[int, int] = {}
         self._refresh_requests: set[int] = set()
+        self._due: deque[MeterReader] = deque()
+        self._lock = threading.Lock()
+        self._scan_cancel = threading.Event()
         self._cycle_time: float | None = None
         self._extras_starved = False
         self._scanner: Scanner | None = None
         self._logging_stop: threading.Event | None = None
         self._logging_thread: threading.Thread | None = None
         self._worker: LoggingWorker | None = None
-        self._data_lock: DataDirLock | None = None
         self._logging_error: str | None = None
         self._logging_started: float | None = None
         self._cycle_done = threading.Event()
@@ -261,9 +265,13 @@ class BusSession:
     ) -> LoggingWorker:
         """Run the logging worker in this thread until ``stop`` is set or ``cycles`` ran
         (``emtui --log``); returns it for its summary and counters."""
-        worker = LoggingWorker(self.config, self.arbiter, report=self.report, live=live)
-        self._worker = worker
-        worker.run(stop, cycles=cycles)
+        lock = DataDirLock(self.config.logging.data_dir).acquire()
+        try:
+            worker = LoggingWorker(self.config, self.arbiter, report=self.report, live=live)
+            self._worker = worker
+            worker.run(stop, cycles=cycles)
+        finally:
+            lock.release()
         return worker
 
     def stop(self) -> None:
@@ -272,6 +280,7 @@ class BusSession:
         self.cancel_scan()
         self._stop.set()
         self._wake.set()
+        self._cycle_done.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -312,36 +321,43 @@ class BusSession:
 
     def set_focus(self, device_id: int | None) -> None:
         """The meter whose tab is on screen: its other registers are read between cycles."""
-        self._focus = device_id
-        if device_id is not None and device_id not in self._extra_readers:
-            self._refresh_requests.add(device_id)  # a first read of everything, once
+        with self._lock:
+            self._focus = device_id
+            if device_id is not None and device_id not in self._extra_readers:
+                self._refresh_requests.add(device_id)  # a first read of everything, once
         self._wake.set()
 
     def refresh_extras(self, device_id: int) -> None:
-        """Read every other register of ``device_id`` once, after the current cycle."""
-        self._refresh_requests.add(device_id)
+        """Read every other register of ``device_id`` once: at once between cycles, or one
+        request per gap while logging (so no row is late by more than one request)."""
+        with self._lock:
+            self._refresh_requests.add(device_id)
         self._wake.set()
 
     def _extras_for(self, device_id: int) -> list[MeterReader]:
-        readers = self._extra_readers.get(device_id)
-        if readers is None:
+        """One reader per planned block of the meter's other registers (each one request)."""
+        with self._lock:
+            readers = self._extra_readers.get(device_id)
+            if readers is not None:
+                return readers
             info = next((m for m in self.meters if m.id == device_id), None)
-            readers = []
-            if info is not None and info.extras:
-                planner_reader = MeterReader(self.arbiter, device_id, info.map, info.extras)
-                # One reader per planned block: each is one request on the wire.
-                for block in planner_reader.plan:
-                    readers.append(
-                        MeterReader(
-                            self.arbiter,
-                            device_id,
-                            info.map,
-                            block.entries,
-                            priority=Priority.INTERACTIVE,
-                            respect_backoff=True,
-                        )
+        readers = []
+        if info is not None and info.extras:
+            planner_reader = MeterReader(self.arbiter, device_id, info.map, info.extras)
+            for block in planner_reader.plan:
+                readers.append(
+                    MeterReader(
+                        self.arbiter,
+                        device_id,
+                        info.map,
+                        block.entries,
+                        priority=Priority.INTERACTIVE,
+                        respect_backoff=True,
                     )
-            self._extra_readers[device_id] = readers
+                )
+        with self._lock:
+            if any(m is info for m in self.meters):  # not replaced by set_meters meanwhile
+                self._extra_readers[device_id] = readers
         return readers
 
     def _estimate(self, reader: MeterReader) -> float:
@@ -349,41 +365,53 @@ class BusSession:
         block = reader.plan[0] if reader.plan else None
         if block is None:
             return 0.0
-        chars = 8 + 5 + 2 * block.count + 7
         stats = self.arbiter.device_stats(reader.device_id)
         turn = max(list(stats.turnarounds)[-20:], default=0.02)
-        return chars * self.settings.char_time + turn
+        return transaction_chars(block.count) * self.settings.char_time + turn
 
-    def _read_extras(self, deadline: float | None) -> float:
-        """The extras due now: a full refresh if asked, else one request if there is room.
+    def _read_extras(self, deadline: float | None, logging: bool) -> float:
+        """The tab's other registers due after a cycle.
 
-        Returns the time the full refreshes took (asked for, so not part of the bus load).
+        With logging off, asked-for refreshes are read at once (their time is returned: it
+        was asked for, so it is not bus load). Then, or while logging, at most one request
+        goes on the wire, and only if the rest of the interval has room for it: a refresh
+        still due, else the next block of the tab on screen, round-robin.
         """
+        with self._lock:
+            asked, self._refresh_requests = self._refresh_requests, set()
+        for device_id in sorted(asked):
+            self._due.extend(self._extras_for(device_id))
         spent = 0.0
-        for device_id in sorted(self._refresh_requests):
-            self._refresh_requests.discard(device_id)
-            for reader in self._extras_for(device_id):
+        if not logging:
+            while self._due and not self._stop.is_set():
                 t0 = time.monotonic()
-                self._publish(reader.read())
+                self._publish(self._due.popleft().read())
                 spent += time.monotonic() - t0
-        focus = self._focus
-        if focus is None:
+        reader = self._due[0] if self._due else self._next_round_robin()
+        if reader is None:
             self._extras_starved = False
             return spent
-        readers = [r for r in self._extras_for(focus) if not _static(r)]
-        if not readers:
-            self._extras_starved = False
-            return spent
-        index = self._extra_next.get(focus, 0) % len(readers)
-        reader = readers[index]
         room = math.inf if deadline is None else deadline - time.monotonic()
         if room < self._estimate(reader) + EXTRA_SLACK:
             self._extras_starved = True
             return spent
         self._extras_starved = False
-        self._extra_next[focus] = index + 1
+        if self._due and self._due[0] is reader:
+            self._due.popleft()
+        else:
+            focus = reader.device_id
+            self._extra_next[focus] = self._extra_next.get(focus, 0) + 1
         self._publish(reader.read())
         return spent
+
+    def _next_round_robin(self) -> MeterReader | None:
+        focus = self._focus
+        if focus is None:
+            return None
+        readers = [r for r in self._extras_for(focus) if not _static(r)]
+        if not readers:
+            return None
+        return readers[self._extra_next.get(focus, 0) % len(readers)]
 
     # -- live polling ---------------------------------------------------------------------------
 
@@ -394,6 +422,7 @@ class BusSession:
         ]
 
     def _run(self) -> None:
+        """The live thread: poll the logged sets (logging off), then the tab's extras."""
         readers = self._live_readers()
         readers_for = list(self.meters)
         while not self._stop.is_set():
@@ -404,23 +433,27 @@ class BusSession:
             logging = self.logging
             started = time.monotonic()
             if logging:
-                # The worker polls the logged set; wait for it to finish a cycle.
+                # The worker polls the logged set; wait for it to finish a cycle (stop and
+                # stop_logging set the event too, so neither waits a whole interval).
                 self._cycle_done.clear()
                 if not self._cycle_done.wait(max(1.0, 3 * self.interval)):
+                    continue
+                if self._stop.is_set() or not self.logging:
                     continue
                 started = self._worker_cycle_started
             else:
                 for reader in readers:
-                    if self._stop.is_set() or not self.arbiter.polling_allowed:
-                        break
-                    try:
-                        self._publish(reader.read())
-                    except LinkError:  # pragma: no cover - read() reports link errors itself
-                        break
+                    if self._stop.is_set() or not self.arbiter.polling_allowed or self.logging:
+                        break  # logging started: the worker reads the logged set from now on
+                    self._publish(reader.read())
             deadline = None if self.interval <= 0 else self._next_slot(started)
             asked = 0.0
-            with contextlib.suppress(LinkError):
-                asked = self._read_extras(deadline)
+            try:
+                asked = self._read_extras(deadline, logging)
+            except LinkError:
+                pass
+            except Exception as exc:  # a bug must not silently end live polling
+                self.report(f"live polling: {exc!r}")
             took = time.monotonic() - started - asked
             # Smoothed over ~10 cycles: the figure a technician reads, not one cycle's jitter.
             previous = self._cycle_time
@@ -431,10 +464,10 @@ class BusSession:
                 self._wake.clear()
                 delay = max(0.0, (deadline or 0.0) - time.monotonic())
                 woken = self._wake.wait(delay)
-                if woken and not self._stop.is_set():  # a refresh asked for: serve it now
-                    self._wake.clear()
+                if woken and not self._stop.is_set() and not self.logging:
+                    self._wake.clear()  # a refresh asked for (or a new tab): serve it now
                     with contextlib.suppress(LinkError):
-                        self._read_extras(None)
+                        self._read_extras(deadline, logging=False)
                     remaining = (deadline or 0.0) - time.monotonic()
                     if remaining > 0:
                         self._stop.wait(remaining)
@@ -468,13 +501,17 @@ class BusSession:
 
         scanner = Scanner(self.arbiter, rmap, on_progress=progress, on_found=found)
         self._scanner = scanner
+        if self._scan_cancel.is_set():  # cancelled while the bus was being reopened
+            scanner.cancel()
         try:
             return scanner.scan(list(ids), list(expected), stop_early=False)
         finally:
             self._scanner = None
+            self._scan_cancel.clear()
 
     def cancel_scan(self) -> None:
-        """Stop a running scan after the probe on the wire."""
+        """Stop a running (or about to start) scan after the probe on the wire."""
+        self._scan_cancel.set()
         scanner = self._scanner
         if scanner is not None:
             scanner.cancel()
@@ -496,7 +533,10 @@ class BusSession:
         if self._arbiter is not None:
             self._arbiter.stop()
         self._arbiter = None
-        self._extra_readers.clear()
+        self._own_arbiter = True  # the new one is this session's, whoever made the old
+        with self._lock:
+            self._extra_readers.clear()
+            self._due.clear()
         self.settings = settings
         self.description = settings.describe()
         try:
@@ -512,9 +552,13 @@ class BusSession:
         """Poll these meters from now on (the result of a scan)."""
         if self.logging:
             raise RuntimeError("stop logging before changing the meters")
-        self.config = dataclasses.replace(self.config, meters=tuple(meters))
-        self.meters = [meter_info(m, self.config) for m in self.config.meters]
-        self._extra_readers.clear()
+        config = dataclasses.replace(self.config, meters=tuple(meters))
+        infos = [meter_info(m, config) for m in config.meters]
+        with self._lock:
+            self.config = config
+            self.meters = infos
+            self._extra_readers.clear()
+            self._due.clear()
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -539,13 +583,12 @@ class BusSession:
             worker = LoggingWorker(
                 self.config,
                 self.arbiter,
-                report=self._worker_report,
+                report=self.report,
                 on_sample=self._worker_sample,
             )
         except BaseException:
             lock.release()
             raise
-        self._data_lock = lock
         self._worker = worker
         self._logging_error = None
         self._logging_started = time.time()
@@ -564,10 +607,8 @@ class BusSession:
 
         self._logging_thread = threading.Thread(target=run, name="emtui-logging", daemon=True)
         self._logging_thread.start()
+        self._wake.set()  # the live thread stops polling the logged set at once
         return self.logging_state()
-
-    def _worker_report(self, line: str) -> None:
-        self.report(line)
 
     def _worker_sample(self, sample: Sample) -> None:
         if self._worker_samples == 0:
@@ -586,7 +627,7 @@ class BusSession:
             thread.join(timeout=15)
         self._logging_thread = None
         self._logging_stop = None
-        self._data_lock = None
+        self._cycle_done.set()  # the live thread takes over polling now, not a cycle later
         return self.logging_state()
 
     def logging_state(self) -> LoggingState:
@@ -617,28 +658,20 @@ class BusSession:
         return state
 
     def upload_now(self) -> str:
-        """Send every queued file now (blocking: run it off the UI thread); a summary line."""
+        """Send every queued file now, then apply retention, as ``emtui upload --now`` does
+        (blocking: run it off the UI thread); a summary line."""
         from emtui.core.upload.queue import UploadQueue
         from emtui.core.upload.run import run_uploads
-        from emtui.core.upload.targets import make_uploader
+        from emtui.core.upload.targets import uploader_factory
 
         upload = self.config.upload
         if not upload.target:
             return "no upload target configured ([upload] target in the config)"
-        import functools
-
-        factory = functools.partial(
-            make_uploader,
-            upload.target,
-            site=upload.site,
-            key_file=upload.key_file,
-            known_hosts=upload.known_hosts,
-            token_file=upload.token_file,
-            timeout=upload.timeout,
-        )
-        result = run_uploads(UploadQueue(self.config.state_dir), factory, force=True)
+        queue = UploadQueue(self.config.state_dir)
+        result = run_uploads(queue, uploader_factory(upload), force=True)
         if result.busy:
             return "another upload run is in progress; try again later"
+        queue.purge(upload.retention_days)
         return str(result.summary())
 
 

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from emtui.core.bus.link import LinkError
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
@@ -38,6 +39,8 @@ from emtui.ui.widgets.overview import Overview
 MAX_REFRESH_HZ = 5.0
 #: Bus load (cycle time / interval) from which the header warns.
 LOAD_WARN = 0.9
+#: Seconds between reads of the logger's state (rows, files, queue) for the screens.
+LOGGING_STATE_EVERY = 3.0
 
 
 def _meter_bindings() -> list[Binding]:
@@ -96,8 +99,10 @@ class EmtuiApp(App[None]):
         self.logging_note = ""
         self._status_text = ""
         self._where_text = ""
-        self._logging_state = LoggingState()
         self._logging_state = engine.logging_state()
+        self._logging_checked = 0.0
+        self.logging_state_every = LOGGING_STATE_EVERY
+        """Seconds between reads of the logger's state (tests set 0)."""
         if keymap:
             self.set_keymap(dict(keymap))
 
@@ -153,9 +158,18 @@ class EmtuiApp(App[None]):
         """Redraw what changed: the header and the visible tab."""
         now = self.clock()
         interval = self.engine.interval
-        if self._logging_state.running or self.read_only:  # rows and files move on
+        # Rows, files and the queue move on (the queue is read from disk: every few seconds).
+        if (self._logging_state.running or self.read_only) and (
+            time.monotonic() - self._logging_checked >= self.logging_state_every
+        ):
+            self._logging_checked = time.monotonic()
             self._logging_state = self.engine.logging_state()
         self._update_status()
+        if self.read_only:  # the logger may have stopped meanwhile: the engine says so
+            note = str(getattr(self.engine, "note", self.note))
+            if note != self.note and self.query("#note"):
+                self.note = note
+                self.query_one("#note", Static).update(note)
         tabs = self.query_one(TabbedContent)
         active = tabs.active
         if active == "tab-overview":
@@ -192,7 +206,10 @@ class EmtuiApp(App[None]):
             parts.append(figure)
         else:
             parts.append("bus —")
-        parts.append("[b green]LOGGING[/b green]" if self._logging_state.running else "log off")
+        if self._logging_state.held_by is not None:
+            parts.append(f"[b green]logged by PID {self._logging_state.held_by}[/b green]")
+        else:
+            parts.append("[b green]LOGGING[/b green]" if self._logging_state.running else "log off")
         text = " · ".join(parts)
         if text != self._status_text:
             self._status_text = text
@@ -214,7 +231,20 @@ class EmtuiApp(App[None]):
         pane = event.pane.id or ""
         device_id = int(pane.rsplit("-", 1)[1]) if pane.startswith("tab-meter-") else None
         self.engine.set_focus(device_id)
+        self.refresh_bindings()  # f exists only on a meter tab
         self.refresh_view()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys only where they do something: f on a meter tab of a bus this app holds."""
+        if action == "refresh_extras":
+            try:
+                active = self.query_one(TabbedContent).active
+            except Exception:  # before the tabs are mounted
+                return False
+            return active.startswith("tab-meter-") and not self.read_only
+        if action in ("toggle_logging", "upload_now", "scan"):
+            return None if self.read_only else True  # shown, but disabled
+        return True
 
     def action_refresh_extras(self) -> None:
         """Read every register of the meter on screen now (between poll cycles)."""
@@ -282,7 +312,7 @@ class EmtuiApp(App[None]):
 
     def action_scan(self) -> None:
         """Open the scan screen."""
-        if self._refuse_read_only():
+        if isinstance(self.screen, ScanScreen) or self._refuse_read_only():
             return
         if self._logging_state.running:
             self.notify("Stop logging (l) before scanning: a scan pauses the logger's rows.")
@@ -295,7 +325,11 @@ class EmtuiApp(App[None]):
         meters = [
             MeterConfig(id=d.id, label=self._label_for(d), map=self._map_for(d.id)) for d in devices
         ]
-        self.engine.set_meters(meters)
+        try:
+            self.engine.set_meters(meters)
+        except (RuntimeError, LinkError) as exc:
+            self.notify(f"Not applied: {exc}", severity="error", timeout=8)
+            return
         self.models = {m.id: MeterModel(m) for m in self.engine.meters}
         self.call_later(self._rebuild_tabs)
         self.notify(f"Polling {len(meters)} meter(s) found by the scan")
@@ -329,14 +363,15 @@ class EmtuiApp(App[None]):
 
     def save_scan(self, devices: list[FoundDevice]) -> None:
         """Write the meters found into the config (asking before the service's file)."""
-        target = self.config.source if self.config is not None else None
+        loaded = self.config.source if self.config is not None else None
+        target = loaded
         if target is None or not writable(target):
             target = user_config_file()
         if target == SYSTEM_CONFIG or target.resolve() == SYSTEM_CONFIG:
 
             def answer(yes: bool | None) -> None:
                 if yes:
-                    self._save_to(target, devices)
+                    self._save_to(target, devices, loaded)
 
             self.push_screen(
                 ConfirmScreen(
@@ -346,24 +381,29 @@ class EmtuiApp(App[None]):
                 answer,
             )
             return
-        self._save_to(target, devices)
+        self._save_to(target, devices, loaded)
 
-    def _save_to(self, path: Path, devices: list[FoundDevice]) -> None:
+    def _save_to(self, path: Path, devices: list[FoundDevice], loaded: Path | None) -> None:
         meters = [NewMeter(d.id, self._label_for(d), self._map_for(d.id)) for d in devices]
+        base = loaded if loaded is not None and loaded != path else None
         try:
-            result = save_meters(path, meters)
+            result = save_meters(path, meters, base=base)
         except (OSError, ValueError) as exc:
             self.notify(f"Not saved: {exc}", severity="error", timeout=10)
             return
         kept = f"; already there: {', '.join(map(str, result.kept))}" if result.kept else ""
         added = ", ".join(map(str, result.added)) or "none"
-        self.notify(f"Saved to {result.path}: added {added}{kept}", timeout=8)
+        copied = f" (a copy of {base} with the meters added)" if base is not None else ""
+        self.notify(f"Saved to {result.path}{copied}: added {added}{kept}", timeout=8)
 
     # -- logging ------------------------------------------------------------------------------
 
     def action_toggle_logging(self) -> None:
         """Start or stop the logging worker (the same one as ``emtui --log``)."""
         if self._refuse_read_only():
+            return
+        if isinstance(self.screen, ScanScreen):
+            self.notify("Finish the scan screen first (escape): a scan pauses the logger's rows.")
             return
         self._toggle_logging(not self._logging_state.running)
 
@@ -378,6 +418,7 @@ class EmtuiApp(App[None]):
 
     def _logging_changed(self, state: LoggingState, started: bool) -> None:
         self._logging_state = state
+        self._logging_checked = time.monotonic()
         if started and state.running:
             self.notify(
                 f"Logging to {state.data_dir}. It stops when the app quits; "
@@ -401,6 +442,10 @@ class EmtuiApp(App[None]):
         self.call_from_thread(self.notify, f"Upload: {summary}", timeout=8)
 
     # -- quitting -----------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Textual's own quit (ctrl+q, the palette's Quit) asks first too while logging."""
+        self.action_quit_app()
 
     def action_quit_app(self) -> None:
         """Quit; asks first while logging."""

@@ -18,8 +18,11 @@ from emtui.core.session import MeterInfo
 
 #: Points of history kept per numeric entry (10 minutes at a 1 s interval).
 HISTORY = 600
-#: A value older than this many poll cycles is shown dimmed (design §11).
+#: A logged value older than this many poll cycles is shown dimmed (design §11).
 STALE_CYCLES = 3
+#: A tab's other registers are read one block per cycle, round-robin (a dozen blocks on the
+#: EM6400NG): dimmed only when older than this many seconds, or they would always be.
+STALE_EXTRAS = 60.0
 #: Average phase current (A) above which a pump counts as running.
 RUNNING_CURRENT = 0.5
 
@@ -96,12 +99,15 @@ class MeterModel:
         state = self.entries.get(name)
         return bool(state and state.status == "ok")
 
-    def stale(self, name: str, now: float, interval: float) -> bool:
-        """True when ``name`` was last read more than STALE_CYCLES cycles ago."""
+    def stale(self, name: str, now: float, interval: float, *, logged: bool = True) -> bool:
+        """True when ``name`` is old: a logged value read more than STALE_CYCLES cycles ago
+        (a cycle counts at least 1 s: at interval 0 cycles run back to back), any other
+        more than STALE_EXTRAS seconds ago."""
         state = self.entries.get(name)
         if state is None or state.read_at is None:
             return False
-        return now - state.read_at > STALE_CYCLES * max(interval, 1.0)
+        limit = STALE_CYCLES * max(interval, 1.0) if logged else STALE_EXTRAS
+        return now - state.read_at > limit
 
     def running(self) -> bool | None:
         """Is the pump running (its average current above RUNNING_CURRENT)? None: unknown."""

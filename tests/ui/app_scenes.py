@@ -29,6 +29,7 @@ SHOWN_ROOT = Path("/var/lib/emtui")
 def _app(tmp: Path) -> tuple[EmtuiApp, ScriptedEngine]:
     engine = ScriptedEngine(reference_config(SHOWN_ROOT))
     app = EmtuiApp(engine, config=engine.config, clock=lambda: T0 + 0.4)
+    app.logging_state_every = 0.0  # no wall time in the pictures
     return app, engine
 
 

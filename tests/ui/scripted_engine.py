@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from emtui.core.bus.link import ConnectionSettings
+from emtui.core.bus.link import ConnectionSettings, LinkError
 from emtui.core.bus.reader import Sample
 from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.bus.stats import DeviceStats
@@ -148,11 +148,15 @@ class ScriptedEngine:
         self.cancelled = True
 
     def reconnect(self, settings: ConnectionSettings) -> None:
+        if self.logging:  # as BusSession
+            raise LinkError("stop logging before changing the serial settings")
         self.reconnected.append(settings)
         self.settings = settings
         self.description = settings.describe()
 
     def set_meters(self, meters: Sequence[MeterConfig]) -> None:
+        if self.logging:  # as BusSession
+            raise RuntimeError("stop logging before changing the meters")
         self.config = dataclasses.replace(self.config, meters=tuple(meters))
         self.meters = [meter_info(m, self.config) for m in self.config.meters]
         extra = [m.id for m in self.meters if m.id not in self.sim]

@@ -259,19 +259,6 @@ async def test_logging_toggle_and_quit_asks_first(tmp_path: Path) -> None:
     assert engine.stopped
 
 
-async def test_quit_with_logging_on_and_yes_stops_everything(tmp_path: Path) -> None:
-    """q, y with logging on quits and stops the engine (which stops the logger)."""
-    app, engine = make_app(tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("l")
-        await app.workers.wait_for_complete()
-        await pilot.press("q")
-        await pilot.pause()
-        await pilot.press("y")
-        await pilot.pause()
-    assert engine.stopped
-
-
 async def test_help_lists_every_key_and_the_keymap_remaps_them(tmp_path: Path) -> None:
     """? lists the bindings with their ids; a [keys] keymap moves toggle_logging to L."""
     app, engine = make_app(tmp_path, keymap={"toggle_logging": "L"})
@@ -325,3 +312,96 @@ def test_the_demo_touches_no_real_data(tmp_path: Path) -> None:
     for path in (config.logging.data_dir, config.state_dir, config.source):
         assert path is not None and tmp_path in path.parents
     assert [m.id for m in config.meters] == [1, 2, 3, 4]
+
+
+async def test_ctrl_q_asks_first_while_logging(tmp_path: Path) -> None:
+    """Textual's own quit (ctrl+q, the palette's Quit) asks first while logging too."""
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("l")
+        await app.workers.wait_for_complete()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and engine.logging
+
+
+async def test_quit_with_logging_asks_and_yes_quits(tmp_path: Path) -> None:
+    """q with logging on shows the question (it does not quit at once); y quits."""
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("l")
+        await app.workers.wait_for_complete()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("y")
+        await pilot.pause()
+    assert engine.stopped
+
+
+async def test_no_logging_or_second_scan_from_the_scan_screen(tmp_path: Path) -> None:
+    """On the scan screen, l is refused (a scan pauses the logger) and s opens no second scan
+    screen; a opens the found meters' tabs."""
+    app, engine = make_app(tmp_path)
+    engine.scan_result = [FoundDevice(id=2, reply="ok", rtt_ms=30.0, found_after=0.1)]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("s")
+        await pilot.press("enter")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if not app.screen.running:  # type: ignore[attr-defined]
+                break
+        await pilot.press("l", "s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not engine.logging
+        assert sum(isinstance(s, ScanScreen) for s in app.screen_stack) == 1
+        await pilot.press("a")
+        await pilot.pause()
+        assert [m.id for m in engine.meters] == [2]
+
+
+async def test_f_shows_only_on_a_meter_tab(tmp_path: Path) -> None:
+    """The footer offers f (read all) on a meter tab only."""
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "Read all" not in screen_text(app)
+        await pilot.press("1")
+        await pilot.pause()
+        assert "Read all" in screen_text(app)
+
+
+def test_save_to_the_user_config_keeps_the_loaded_settings(tmp_path: Path) -> None:
+    """A scan saved to a new user config (the loaded one is not writable) starts from the
+    loaded file's text: configs are not merged, so nothing of it may be lost."""
+    from emtui.core.config import load_config
+    from emtui.core.configedit import NewMeter, save_meters
+
+    loaded = tmp_path / "etc.toml"
+    loaded.write_text('[bus]\nport = "/dev/ttyUSB0"\nbaud = 9600\n\n[logging]\ninterval = 5.0\n')
+    user = tmp_path / "user" / "config.toml"
+    save_meters(user, [NewMeter(3, "Pump 3")], base=loaded)
+    config = load_config(user)
+    assert config.bus.port == "/dev/ttyUSB0" and config.bus.baud == 9600
+    assert config.logging.interval == 5.0 and config.ids == [3]
+
+
+def test_save_refuses_a_result_emtui_could_not_read(tmp_path: Path) -> None:
+    """Invalid TOML in the file, or a result that would not load, writes nothing."""
+    from emtui.core.config import ConfigError
+    from emtui.core.configedit import NewMeter, save_meters
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bus\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        save_meters(bad, [NewMeter(1, "x")])
+    assert bad.read_text() == "[bus\n"
+    clash = tmp_path / "clash.toml"
+    clash.write_text('[bus]\nbaud = "fast"\n')
+    with pytest.raises(ConfigError):
+        save_meters(clash, [NewMeter(1, "x")])
+    assert "meters" not in clash.read_text()

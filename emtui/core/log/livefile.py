@@ -3,9 +3,9 @@
 While ``emtui --log`` (the service) holds a bus, the app cannot poll it; instead it shows
 what the logger read. The logger rewrites one small JSON file per connection after every
 poll cycle, in a runtime folder that lives in memory (``/run/emtui`` for the service, else
-``$XDG_RUNTIME_DIR/emtui``, else ``/tmp/emtui-<uid>``), never on the SD card, readable by
+``$XDG_RUNTIME_DIR/emtui``, else ``/dev/shm/emtui-<uid>``), never on the SD card, readable by
 everyone (values, not secrets). The app looks in every such folder, whatever state dir either
-side was started with.
+side was started with, and believes a file only when its owner runs the PID it names.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import Any
 
 from emtui.core.bus.reader import Sample
 from emtui.core.bus.stats import DeviceStats
-from emtui.core.durable import atomic_write_bytes
+from emtui.core.durable import write_all
 from emtui.core.maps.codec import Value
 
 #: The service's runtime folder (systemd ``RuntimeDirectory=emtui``).
 SYSTEM_RUNTIME_DIR = Path("/run/emtui")
+#: Shared memory: in RAM on every Linux, the last resort when /run and XDG are not writable.
+SHM = Path("/dev/shm")
 
 
 def _slug(port: str) -> str:
@@ -40,11 +42,16 @@ def runtime_dirs(env: dict[str, str] | None = None) -> list[Path]:
     xdg = env.get("XDG_RUNTIME_DIR")
     if xdg:
         dirs.append(Path(xdg) / "emtui")
-    dirs.append(Path("/tmp") / f"emtui-{os.getuid()}")
-    # a reader also looks where loggers of other users publish
-    for root in (Path("/run/user"), Path("/tmp")):
+    dirs.append(SHM / f"emtui-{os.getuid()}")
+    return dirs
+
+
+def reader_dirs() -> list[Path]:
+    """Every folder a reader looks in: :func:`runtime_dirs` and other users' folders."""
+    dirs = runtime_dirs()
+    for root, pattern in ((Path("/run/user"), "*/emtui"), (SHM, "emtui-*")):
         try:
-            found = sorted(root.glob("*/emtui" if root.name == "user" else "emtui-*"))
+            found = sorted(root.glob(pattern))
         except OSError:
             found = []
         dirs.extend(p for p in found if p not in dirs)
@@ -52,8 +59,15 @@ def runtime_dirs(env: dict[str, str] | None = None) -> list[Path]:
 
 
 def live_file_name(port: str) -> str:
-    """The file name for connection ``port``."""
-    return f"live-{_slug(port)}.json"
+    """The file name for connection ``port`` (a serial device by its real path, so
+    ``/dev/serial/by-id/…`` and ``/dev/ttyUSB0`` name the same file)."""
+    return f"live-{_slug(_canonical(port))}.json"
+
+
+def _canonical(port: str) -> str:
+    if "://" in port:
+        return port
+    return os.path.realpath(port)
 
 
 def _json_number(value: object) -> object:
@@ -83,7 +97,7 @@ class LivePublisher:
         self.description = description
         self.interval = interval
         self.path: Path | None = None
-        candidates = [directory] if directory is not None else runtime_dirs()[:3]
+        candidates = [directory] if directory is not None else runtime_dirs()
         for folder in candidates:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -135,9 +149,17 @@ class LivePublisher:
             "meters": meters,
         }
         data = json.dumps(document, allow_nan=False).encode()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            atomic_write_bytes(self.path, data, sync=False)  # memory: no fsync, no SD wear
-            self.path.chmod(0o644)
+            # readable by everyone before it appears under its name (whatever the umask);
+            # in memory: no fsync, no SD wear
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.fchmod(fd, 0o644)
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
             self.error = None
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc}"
@@ -154,16 +176,23 @@ def find_live(port: str, dirs: Sequence[Path] | None = None) -> dict[str, Any] |
     from emtui.core.log.runstate import pid_alive
 
     best: dict[str, Any] | None = None
-    for folder in dirs if dirs is not None else runtime_dirs():
+    wanted = _canonical(port)
+    for folder in dirs if dirs is not None else reader_dirs():
         path = folder / live_file_name(port)
         try:
             document = json.loads(path.read_text())
+            owner = path.stat().st_uid
         except (OSError, ValueError):
             continue
-        if not isinstance(document, dict) or document.get("port") != port:
+        if not isinstance(document, dict) or _canonical(str(document.get("port"))) != wanted:
             continue
         pid = document.get("pid")
         if not isinstance(pid, int) or not pid_alive(pid):
+            continue
+        try:  # only the account running that logger may speak for it
+            if Path(f"/proc/{pid}").stat().st_uid != owner:
+                continue
+        except OSError:
             continue
         document["path"] = str(path)
         if best is None or document.get("updated", 0) > best.get("updated", 0):

@@ -31,7 +31,7 @@ from emtui.core.maps.registers import load_map
 from emtui.core.upload.queue import UploadQueue
 from emtui.core.upload.run import UploadScheduler
 from emtui.core.upload.schedule import Schedule
-from emtui.core.upload.targets import make_uploader
+from emtui.core.upload.targets import uploader_factory
 
 #: Seconds between summary lines (journald-friendly: one a minute).
 SUMMARY_EVERY = 60.0
@@ -346,15 +346,7 @@ class UploadThread(threading.Thread):
         super().__init__(name="emtui-upload", daemon=True)
         upload = config.upload
         assert upload.target is not None
-        factory = functools.partial(
-            make_uploader,
-            upload.target,
-            site=upload.site,
-            key_file=upload.key_file,
-            known_hosts=upload.known_hosts,
-            token_file=upload.token_file,
-            timeout=upload.timeout,
-        )
+        factory = uploader_factory(upload)
         self.scheduler = UploadScheduler(
             queue,
             Schedule(upload.schedule),

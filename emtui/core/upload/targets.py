@@ -42,6 +42,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -50,7 +51,7 @@ import re
 import secrets
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     # asyncssh (with cryptography) and httpx cost ~20 MB of RSS: a logger imports only the
     # one its upload target needs, when it first uploads.
     import asyncssh
+
+    from emtui.core.config import UploadConfig
 
 from emtui.core.durable import fsync_dir, write_new_file
 from emtui.core.upload.rules import PLAIN_HTTP_RULE, plain_http_allowed
@@ -776,3 +779,23 @@ class SftpUploader:
         self._drop_connection()
         self._loop.close()
         self._loop = None
+
+
+def uploader_factory(upload: UploadConfig) -> Callable[[], Uploader]:
+    """What builds a fresh uploader for one run from the config's ``[upload]`` table (the
+    logger's schedule, ``emtui upload --now`` and the app's upload key all use this one).
+
+    Raises:
+        ValueError: no target is configured.
+    """
+    if not upload.target:
+        raise ValueError("no upload target: set target in the config's [upload] table")
+    return functools.partial(
+        make_uploader,
+        upload.target,
+        site=upload.site,
+        key_file=upload.key_file,
+        known_hosts=upload.known_hosts,
+        token_file=upload.token_file,
+        timeout=upload.timeout,
+    )

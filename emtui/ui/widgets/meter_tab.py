@@ -7,7 +7,14 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from emtui.core.bus.stats import DeviceStats
-from emtui.core.maps.display import digits_for, display_value, format_number, lead_lag_text
+from emtui.core.maps.codec import Value
+from emtui.core.maps.display import (
+    NA_TEXT,
+    digits_for,
+    display_value,
+    format_number,
+    lead_lag_text,
+)
 from emtui.core.maps.registers import RegisterEntry
 from emtui.core.session import STATIC_GROUPS
 from emtui.ui.model import MeterModel, age_text
@@ -131,29 +138,23 @@ class MeterTab(Vertical):
         for name, entry in self._entries.items():
             state = model.entries.get(name)
             value = state.value if state else None
-            text = display_value(value, entry, read=model.fresh(name) or value is not None)
+            text = display_value(value, entry)
             side = lead_lag_text(value)
             if side:
                 text = f"{text} {side}"
             if state is not None and state.status not in ("", "ok"):
                 text, style = f"— {state.status.replace('exception:', 'exc ')}", "bad"
-            elif text == "N/A":
+            elif text == NA_TEXT:
                 style = "na"
-            elif model.stale(name, now, interval):
+            elif model.stale(name, now, interval, logged=name in logged):
                 style = "stale"
             else:
                 style = ""
             table.set_cell(name, "value", text, style)
-            digits = 3 if entry.type == "pf4q" else None
             if state is not None and state.low is not None and state.high is not None:
-                low, high = state.low, state.high
-                if entry.type in ("float32", "pf4q"):
-                    shown_digits = digits if digits is not None else digits_for(entry)
-                    table.set_cell(name, "low", format_number(low, shown_digits), "dim")
-                    table.set_cell(name, "high", format_number(high, shown_digits), "dim")
-                else:
-                    table.set_cell(name, "low", str(int(low)), "dim")
-                    table.set_cell(name, "high", str(int(high)), "dim")
+                for column, number in (("low", state.low), ("high", state.high)):
+                    shown = number if entry.type in ("float32", "pf4q") else int(number)
+                    table.set_cell(name, column, display_value(Value(shown), entry), "dim")
             read_at = state.read_at if state else None
             age = None if read_at is None else max(0.0, now - read_at)
             table.set_cell(name, "age", age_text(age), "stale" if name not in logged else "")

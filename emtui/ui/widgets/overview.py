@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from emtui.core.maps.display import display_value
+from emtui.core.maps.display import NA_TEXT, display_value
 from emtui.core.session import LoggingState
 from emtui.ui.model import MeterModel, age_text
 from emtui.ui.widgets.live_table import Column, LiveTable
@@ -93,13 +93,13 @@ class Overview(Vertical):
                 "good" if running else "dim",
             )
             for column, name in VALUE_COLUMNS.items():
-                entry = next((e for e in model.info.map.entries if e.name == name), None)
+                entry = model.info.map.get(name) if name in model.info.map else None
                 if entry is None:
                     table.set_cell(key, column, "")
                     continue
                 text = display_value(model.value(name), entry, read=model.fresh(name))
                 stale = model.stale(name, now, interval)
-                style = "stale" if stale else ("na" if text == "N/A" else "")
+                style = "stale" if stale else ("na" if text == NA_TEXT else "")
                 table.set_cell(key, column, text, style)
             table.set_cell(key, "link", *link_cell(model))
             age = None if model.last_good is None else max(0.0, now - model.last_good)
