@@ -104,6 +104,8 @@ class Engine(Protocol):
     settings: ConnectionSettings
     interval: float
     description: str
+    read_only: bool
+    """True for a view of a bus another process holds (nothing is sent on it)."""
 
     def add_listener(self, listener: SampleListener) -> None: ...
     def start(self) -> None: ...
@@ -193,6 +195,7 @@ class BusSession:
         report: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.config = config
+        self.read_only = False
         self.settings = settings or config.bus.settings()
         self.description = description or self.settings.describe()
         self.interval = config.logging.interval

@@ -298,7 +298,7 @@ class EmtuiApp(App[None]):
     @property
     def read_only(self) -> bool:
         """True while a headless logger holds the bus (the engine only shows its values)."""
-        return bool(getattr(self.engine, "read_only", False))
+        return self.engine.read_only
 
     def _refuse_read_only(self) -> bool:
         if self.read_only:

@@ -49,6 +49,7 @@ class ScriptedEngine:
 
     def __init__(self, config: Config, clock: Callable[[], float] | None = None) -> None:
         self.config = config
+        self.read_only = False
         self.settings = ConnectionSettings(
             port=config.bus.port or "socket://gateway.site:4001",
             baud=config.bus.baud,
