@@ -525,7 +525,13 @@ def test_effective_dict_is_json_ready() -> None:
     document = effective_dict(load_config(EXAMPLE))
     assert json.loads(json.dumps(document, allow_nan=False)) == document
     assert set(document) == {"source", "state_dir", "bus", "meters", "logging", "upload", "secrets"}
-    assert document["meters"][0] == {"id": 1, "label": "Pump 1", "map": "em6400ng", "values": None}
+    assert document["meters"][0] == {
+        "id": 1,
+        "label": "Pump 1",
+        "map": "em6400ng",
+        "values": None,
+        "expect": {},
+    }
     assert document["bus"]["timeout"] is None
     assert document["logging"]["data_dir"] == "/var/lib/emtui"
 

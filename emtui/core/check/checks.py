@@ -278,11 +278,12 @@ def check_setup(meter: MeterCapture) -> CheckResult:
     """The power-system, CT, VT and rotation setup, against ``[meters.expect]`` if given."""
     static = meter.static
     shown = {name: static.get(name) for name in SETUP_SHOWN}
+    summary = _setup_summary(shown)
     if not meter.expect:
         return _result(
             "setup",
             "not_checked",
-            "no expected values for this meter (add a [meters.expect] table, e.g. "
+            f"{summary}; no expected values for this meter (add a [meters.expect] table, e.g. "
             "ct_primary = 200)",
             values=shown,
         )
@@ -304,7 +305,21 @@ def check_setup(meter: MeterCapture) -> CheckResult:
         )
         return _result("setup", "fail", text, mismatches=mismatches, **evidence)
     keys = ", ".join(sorted(meter.expect))
-    return _result("setup", "pass", f"as expected ({keys})", **evidence)
+    return _result("setup", "pass", f"{summary}: as expected ({keys})", **evidence)
+
+
+def _setup_summary(shown: dict[str, Scalar]) -> str:
+    ct = f"CT {shown.get('ct_primary')}/{shown.get('ct_secondary')} A"
+    vt = (
+        "VT direct"
+        if shown.get("vt_connection_type") == 0
+        else f"VT {shown.get('vt_primary')}/{shown.get('vt_secondary')} V "
+        f"(connection {shown.get('vt_connection_type')})"
+    )
+    return (
+        f"system {shown.get('power_system_config')}, {ct}, {vt}, "
+        f"rotation {shown.get('phase_rotation')}"
+    )
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -695,11 +710,20 @@ def check_clock(meter: MeterCapture) -> CheckResult:
 
 
 def check_energy(
-    meter: MeterCapture, polarity: CheckResult, samples_loaded: Sequence[Snapshot]
+    meter: MeterCapture,
+    polarity: CheckResult,
+    samples_loaded: Sequence[Snapshot],
+    phasing: CheckResult | None = None,
 ) -> CheckResult:
-    """Delivered energy advances while the pump runs and never steps back."""
+    """Delivered energy advances while the pump runs and never steps back.
+
+    Not judged when the wiring already explains a stuck counter: every CT reversed (the
+    energy counts as received) or two CTs exchanged (the phases' powers cancel).
+    """
     if polarity.verdict == "fail" and polarity.evidence.get("reversed") == "all":
         return _follows("energy", "ct_polarity", "every CT reversed: energy counts as received")
+    if phasing is not None and phasing.verdict == "fail":
+        return _follows("energy", "phasing", "exchanged CTs: the phases' powers cancel")
     name = (
         "active_energy_delivered_wh"
         if _values(meter.samples, "active_energy_delivered_wh")
@@ -820,7 +844,7 @@ def check_meter(meter: MeterCapture, bus_errors: int, same_serial: Sequence[int]
     unbalance = check_unbalance(meter, voltage, loaded)
     frequency = check_frequency(meter)
     clock = check_clock(meter)
-    energy = check_energy(meter, polarity, loaded)
+    energy = check_energy(meter, polarity, loaded, phasing)
     checks = (
         link,
         identity,
