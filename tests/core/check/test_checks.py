@@ -198,7 +198,7 @@ def test_ct_reversed_all() -> None:
 @pytest.mark.parametrize(("pair", "first", "second"), [("A-B", 0, 1), ("B-C", 1, 2), ("C-A", 2, 0)])
 def test_ct_swap(pair: str, first: int, second: int) -> None:
     """ct-swap: first of the pair at φ+120°, second at φ−120° → phasing fail naming the
-    pair; ct_polarity not_checked (follows phasing)."""
+    pair; ct_polarity and energy not_checked (follow phasing)."""
     angles = [PHI, PHI, PHI]
     angles[first] += 120
     angles[second] -= 120
@@ -207,6 +207,9 @@ def test_ct_swap(pair: str, first: int, second: int) -> None:
     assert f"CTs of {pair} exchanged" in m.get("phasing").why
     assert m.get("ct_polarity").verdict == "not_checked"
     assert m.get("ct_polarity").evidence["follows"] == "phasing"
+    # the swapped phases' powers cancel, so the stuck energy counter follows phasing
+    assert m.get("energy").verdict == "not_checked"
+    assert m.get("energy").evidence["follows"] == "phasing"
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
