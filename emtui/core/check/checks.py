@@ -830,7 +830,8 @@ def check_meter(meter: MeterCapture, bus_errors: int, same_serial: Sequence[int]
     """Every per-meter check of ``meter``, in :data:`CHECK_NAMES` order."""
     link = check_link(meter, bus_errors)
     identity = check_identity(meter, same_serial)
-    if link.verdict == "fail" and not meter.samples:
+    if link.verdict == "fail" and int(meter.link.get("ok", 0)) == 0:
+        # Nothing answered in the window: every value check would only say "not read".
         rest = [
             _follows(name, "link")
             for name in CHECK_NAMES

@@ -262,7 +262,8 @@ def test_link_error_rate(errors: int, verdict: str) -> None:
 
 def test_link_no_answer_fails_and_the_rest_follow() -> None:
     """A meter that never answered: link fails and the value checks say not_checked."""
-    m = meter([], link={**LINK_OK, "ok": 0, "timeouts": 100})
+    silent = [Snapshot(T0 + n, {"current_a": None, "frequency": None}) for n in range(12)]
+    m = meter(silent, link={**LINK_OK, "ok": 0, "timeouts": 100})
     got = report(m).meters[0]
     assert got.get("link").verdict == "fail"
     assert got.get("frequency").verdict == "not_checked"
