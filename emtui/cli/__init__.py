@@ -49,6 +49,10 @@ def run(argv: Sequence[str]) -> int:
         return commands.read(args)
     if command == "map":
         return commands.show_map(args)
+    if command == "check":
+        from emtui.cli.check import check
+
+        return check(args)
     if command == "sim":
         from emtui.sim.command import run as run_sim
 

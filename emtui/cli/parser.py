@@ -62,6 +62,14 @@ def int_range(low: int, high: int | None = None, hint: str = "") -> Callable[[st
     return parse
 
 
+def _seconds(text: str) -> float:
+    """``--seconds``: a window of 1-3600 s."""
+    value = _number_text(text, float)
+    if not 1.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"must be 1-3600 seconds, not {text}")
+    return value
+
+
 def _add_connection(parser: argparse.ArgumentParser, ids_help: str | None) -> None:
     """Connection flags; each overrides the config file (so none has a default here)."""
     group = parser.add_argument_group("connection (each flag overrides the config file)")
@@ -152,6 +160,24 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         )
         parser.add_argument("--group", action="append", help="only these map groups")
         parser.add_argument("--logged", action="store_true", help="only the logged set")
+        _add_json(parser)
+    elif command == "check":
+        parser.description = (
+            "Commissioning checks over one window: link, identity, setup, CT polarity, phasing, "
+            "voltages, unbalance, frequency, clock, energy, bus load."
+        )
+        _add_connection(parser, "the meters to check, e.g. 1-4")
+        parser.add_argument(
+            "--seconds",
+            type=_seconds,
+            default=10.0,
+            help="length of the window (default 10; the wiring checks need 10 s of load)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=flag_number("--interval"),
+            help="poll interval the bus load is judged against (default: the config's)",
+        )
         _add_json(parser)
     elif command == "map":
         parser.description = "Print and validate a register map."

@@ -23,6 +23,8 @@ The file::
     label = "Pump 1"
     map = "em6400ng"                        # a built-in map name or a TOML file
     values = ["frequency"]                  # optional: overrides [logging] values
+    [meters.expect]                         # optional: what emtui check compares setup with
+    ct_primary = 200                        # (bound to the [[meters]] table above it)
 
     [logging]
     interval = 1.0
@@ -215,6 +217,10 @@ class MeterConfig:
     values: tuple[str, ...] | None = None
     """Map entry names to log for this meter; None takes ``logging.values``, and when that is
     None too, the map's logged set."""
+
+    expect: tuple[tuple[str, float | int], ...] = ()
+    """``[meters.expect]``: expected setup values (``ct_primary = 200`` ...) that
+    ``emtui check`` compares the meter's setup registers with, as sorted (key, value) pairs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,6 +763,7 @@ def effective_dict(config: Config) -> dict[str, Any]:
                 "label": m.label,
                 "map": m.map,
                 "values": _list_or_none(m.values),
+                "expect": dict(m.expect),
             }
             for m in config.meters
         ],
@@ -833,10 +840,15 @@ def config_check_text(config: Config, errors: Iterable[str], warnings: Iterable[
         out.append("")
         out.append("[[meters]]")
         for key, value in meter.items():
+            if key == "expect":
+                continue
             if value is None:
                 out.append("# values: not set: logging.values, else the map's logged set")
             else:
                 out.append(f"{key} = {_toml(value)}")
+        if meter["expect"]:
+            out.append("[meters.expect]")
+            out.extend(f"{key} = {_toml(value)}" for key, value in meter["expect"].items())
     table("logging", doc["logging"], "[logging]")
     table("upload", doc["upload"], "[upload]")
     if doc["keys"]:
@@ -1083,6 +1095,7 @@ _METER_FIELDS: dict[str, _Field] = {
     "map": _Field("map", _check_nonempty, "--map"),
     "label": _Field("str"),
     "values": _Field("names"),
+    "expect": _Field("expect"),
 }
 
 _LOGGING_FIELDS: dict[str, _Field] = {
@@ -1342,6 +1355,29 @@ class _Reader:
 _INVALID: Any = object()
 
 
+def _expect(raw: Any) -> tuple[tuple[str, float | int], ...]:
+    """A ``[meters.expect]`` table as sorted (key, number) pairs; _Bad names the problem."""
+    from emtui.core.check.checks import EXPECT_KEYS  # the keys the setup check knows
+
+    if not isinstance(raw, dict):
+        raise _Bad(
+            "must be a table: write [meters.expect] below its [[meters]] table, then e.g. "
+            "ct_primary = 200"
+        )
+    pairs: list[tuple[str, float | int]] = []
+    for key, value in raw.items():
+        if key not in EXPECT_KEYS:
+            close = difflib.get_close_matches(key, list(EXPECT_KEYS), n=1)
+            fix = f"did you mean {close[0]}?" if close else "remove it"
+            raise _Bad(f"unknown key {key!r} — {fix} (known: {', '.join(EXPECT_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Bad(f"{key} must be a number, not {_show(value)}")
+        if not math.isfinite(value):
+            raise _Bad(f"{key} must be a finite number, not {_show(value)}")
+        pairs.append((key, value))
+    return tuple(sorted(pairs))
+
+
 def _path(text: str, base_dir: Path | None) -> Path:
     path = Path(text).expanduser()
     if base_dir is not None and not path.is_absolute():
@@ -1373,6 +1409,8 @@ def _convert(kind: str, raw: Any, base_dir: Path | None) -> Any:
         if not math.isfinite(raw):
             raise _Bad(f'must be a finite number of seconds or "auto", not {_show(raw)}')
         return float(raw)
+    if kind == "expect":
+        return _expect(raw)
     if kind == "names":
         if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
             raise _Bad(f'must be an array of value names, e.g. ["frequency"], not {_show(raw)}')

@@ -19,6 +19,8 @@ from types import FrameType
 from emtui.core.bus.ids import format_ids, parse_ids
 from emtui.core.maps.registers import MapError, load_map
 from emtui.sim.bus import SimulatedBus, quiet_pymodbus
+from emtui.sim.pump import DutyCycle
+from emtui.sim.wiring import Wiring, parse_wiring
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -122,6 +124,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pumps and fault dice")
     parser.add_argument("--frozen", action="store_true", help="values do not change with time")
+    parser.add_argument(
+        "--pumps",
+        choices=("on", "off", "auto"),
+        default="auto",
+        help="on: every pump runs (steady, no start in progress); off: all stand still; "
+        "auto: the duty cycles of the reference site (default)",
+    )
+    parser.add_argument(
+        "--wiring",
+        action="append",
+        default=[],
+        metavar="ID:FAULT",
+        help="a wiring fault of one meter (repeatable): ct-reversed:A|B|C|all, "
+        "ct-swap:A-B|B-C|C-A, vt-missing:A|B|C, ct-ratio:N (the meter's CT primary set to N)",
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
         "--absent", type=_ids, default=[], metavar="IDS", help="ids that never answer"
@@ -227,7 +244,28 @@ def _apply_faults(bus: SimulatedBus, args: argparse.Namespace) -> list[str]:
             raise ValueError(f"--flap {text!r}: the periods must be positive")
         bus.set_fault(device_id, flap=(down_s, up_s))
         notes.append(f"flapping: id {device_id} up {up_s:g} s, down {down_s:g} s")
+    wirings: dict[int, Wiring] = {}
+    for text in args.wiring:
+        device_id, wiring = parse_wiring(text)
+        if device_id not in bus.meters:
+            raise ValueError(
+                f"--wiring {text!r}: id {device_id} is not on the simulated bus "
+                f"(ids {format_ids(sorted(bus.meters))})"
+            )
+        wirings[device_id] = wirings.get(device_id, Wiring()).combined(wiring)
+    for device_id, wiring in sorted(wirings.items()):
+        bus.meters[device_id].set_wiring(wiring)
+        notes.append(f"wiring: id {device_id} {wiring.describe()}")
     return notes
+
+
+def pump_state(pumps: str) -> tuple[DutyCycle | None, bool | None]:
+    """(duty cycle, running at start) for ``--pumps on|off|auto``."""
+    if pumps == "on":
+        return DutyCycle(continuous=True), True
+    if pumps == "off":
+        return DutyCycle(continuous=True), False
+    return None, None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,8 +286,11 @@ def run(args: argparse.Namespace) -> int:
     except MapError as exc:
         print(f"emtui sim: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    duty, running = pump_state(getattr(args, "pumps", "auto"))
     bus = SimulatedBus(
         ids=args.ids,
+        duty=duty,
+        running=running,
         rmap=rmap,
         baud=args.baud,
         bits_per_char=args.bits,

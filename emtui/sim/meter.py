@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from emtui.core.maps.codec import encode
 from emtui.core.maps.registers import RegisterEntry, RegisterMap
-from emtui.sim.pump import Clock, PumpModel, QValue, bind_map, resolve
+from emtui.sim.pump import LEADING_SUFFIX, Clock, PumpModel, QValue, bind_map, resolve
+from emtui.sim.wiring import Wiring
 
 __all__ = [
     "COMMAND_AREAS",
@@ -145,6 +146,11 @@ class SimulatedMeter:
             self._stamp = None
             self._words.clear()
 
+    def set_wiring(self, wiring: Wiring) -> None:
+        """Install this meter with the wiring faults ``wiring`` (``emtui sim --wiring``)."""
+        self.pump.set_wiring(wiring)
+        self.invalidate()
+
     def value(self, name: str) -> QValue:
         """The value entry ``name`` is served with right now (None = N/A)."""
         with self._lock:
@@ -162,8 +168,12 @@ class SimulatedMeter:
             entry = self._entries[index]
             na = self.rmap.na_value(entry)
             value = self._value(entry.name)
+            leading = False
+            how = self._binding.get(entry.name)
+            if entry.type == "pf4q" and how is not None:
+                leading = bool(self._quantities.get(how[0] + LEADING_SUFFIX))
             try:
-                words = encode(entry, value, na)
+                words = encode(entry, value, na, leading=leading)
             except ValueError:
                 # Out of range for the type, or N/A with no sentinel: serve the type's N/A.
                 try:

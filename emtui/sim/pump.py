@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from emtui.core.maps.registers import RegisterEntry, RegisterMap
+from emtui.sim.wiring import Wiring
 
 __all__ = [
     "LEGACY_ALIASES",
@@ -211,7 +212,9 @@ class _Schedule:
         self._end = t0 - elapsed + length
 
     def _length(self, on: bool) -> float:
-        if on and self._duty.continuous:
+        if self._duty.continuous:
+            # Continuous: a running pump runs on, a stopped one (--pumps off) stays stopped
+            # until it is switched on.
             return math.inf
         low, high = self._duty.on_minutes if on else self._duty.off_minutes
         return self._rng.uniform(low, high) * 60.0
@@ -256,21 +259,33 @@ class _Schedule:
 
 @dataclass(frozen=True, slots=True)
 class _Instant:
+    """What the meter measures at one instant: per metered phase V, I and the angle ``phi``
+    (radians) by which the current lags the voltage (after any wiring fault)."""
+
     running: bool
     starting: bool
     v: tuple[float, float, float]
     i: tuple[float, float, float]
-    pf: tuple[float, float, float]
+    phi: tuple[float, float, float]
     frequency: float
     thd_i: float
 
     @property
     def p(self) -> tuple[float, float, float]:
-        """Active power per phase in kW."""
+        """Active power per phase in kW (negative when the current is reversed)."""
         return (
-            self.v[0] * self.i[0] * self.pf[0] / 1000.0,
-            self.v[1] * self.i[1] * self.pf[1] / 1000.0,
-            self.v[2] * self.i[2] * self.pf[2] / 1000.0,
+            self.v[0] * self.i[0] * math.cos(self.phi[0]) / 1000.0,
+            self.v[1] * self.i[1] * math.cos(self.phi[1]) / 1000.0,
+            self.v[2] * self.i[2] * math.cos(self.phi[2]) / 1000.0,
+        )
+
+    @property
+    def q(self) -> tuple[float, float, float]:
+        """Reactive power per phase in kVAR (positive for a lagging load)."""
+        return (
+            self.v[0] * self.i[0] * math.sin(self.phi[0]) / 1000.0,
+            self.v[1] * self.i[1] * math.sin(self.phi[1]) / 1000.0,
+            self.v[2] * self.i[2] * math.sin(self.phi[2]) / 1000.0,
         )
 
     @property
@@ -286,11 +301,8 @@ class _Instant:
         """(P kW, Q kVAR, S kVA, I avg A)."""
         if not self.running:
             return 0.0, 0.0, 0.0, 0.0
-        p = self.p
-        s = self.s
-        q = sum(math.sqrt(max(si * si - pi * pi, 0.0)) for pi, si in zip(p, s, strict=True))
-        ptot = sum(p)
-        return ptot, q, math.hypot(ptot, q), sum(self.i) / 3.0
+        ptot, qtot = sum(self.p), sum(self.q)
+        return ptot, qtot, math.hypot(ptot, qtot), sum(self.i) / 3.0
 
 
 @dataclass(slots=True)
@@ -353,6 +365,7 @@ class PumpModel:
         self.grid = grid if grid is not None else Grid(seed)
         self.duty = duty if duty is not None else DutyCycle()
         self._lock = threading.RLock()
+        self._wiring = Wiring()
         rng = random.Random(f"pump/{seed}")
         spec = self.spec
 
@@ -400,6 +413,10 @@ class PumpModel:
         self._e = [wh, wh * tan_phi * 1.05, wh / spec.pf_full_load * 1.01]
         reset_fraction = rng.uniform(0.05, 0.6)
         self._e_reset = [e * (1.0 - reset_fraction) for e in self._e]
+        # Received (out of load) energies: none on a healthy motor feeder; a reversed CT
+        # makes them advance (active, reactive, apparent; permanent and resettable).
+        self._rec = [0.0, 0.0, 0.0]
+        self._rec_reset = [0.0, 0.0, 0.0]
         self.manufactured = _dt.datetime.fromtimestamp(
             now - operation - rng.uniform(30, 200) * 86400
         )
@@ -428,6 +445,19 @@ class PumpModel:
         self._snapshot: dict[str, QValue] = {}
 
     # -- control ------------------------------------------------------------------------------
+
+    @property
+    def wiring(self) -> Wiring:
+        """The wiring faults the meter is installed with (healthy by default)."""
+        return self._wiring
+
+    def set_wiring(self, wiring: Wiring, at: float | None = None) -> None:
+        """Install the meter with ``wiring`` from now (or ``at``): energies integrated so far
+        stay as they were; from then on every value follows the faulty wiring."""
+        with self._lock:
+            self._advance(self.clock() if at is None else at)
+            self._wiring = wiring
+            self._snapshot_time = math.nan
 
     def switch(self, on: bool, at: float | None = None) -> None:
         """Start (``on=True``, a DOL start follows) or stop the pump now or at time ``at``."""
@@ -460,9 +490,10 @@ class PumpModel:
         frequency = self.grid.frequency(t) + self._freq_offset + 0.003 * self._jitter2(t)
         if not on:
             v = tuple(grid_v * f * (1.0 + 0.0005 * jitter) for f in self._v_factor)
-            return _Instant(
-                False, False, _triple(v), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), frequency, 0.0
+            volts, _, _ = self._wiring.apply(
+                _triple(v), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), spec.ct_primary
             )
+            return _Instant(False, False, volts, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), frequency, 0.0)
         load = self._load_base * (1.0 + 0.03 * self._load_wave(t) + 0.004 * jitter)
         pf_run = spec.pf_full_load - 0.2 * max(1.0 - load, 0.0) ** 1.5 + 0.002 * self._jitter2(t)
         p_run = spec.kw * load / spec.efficiency
@@ -482,7 +513,11 @@ class PumpModel:
         i = tuple(i_now * f for f in self._i_factor)
         pf = tuple(min(max(pf_now + d, 0.05), 0.999) for d in self._pf_offset)
         thd_i = self._thd_i_base * (1.0 + 0.25 * self._thd_i_wave(t)) * (0.5 if starting else 1.0)
-        return _Instant(True, starting, _triple(v), _triple(i), _triple(pf), frequency, thd_i)
+        phi = tuple(math.acos(x) for x in pf)
+        volts, amps, angles = self._wiring.apply(
+            _triple(v), _triple(i), _triple(phi), spec.ct_primary
+        )
+        return _Instant(True, starting, volts, amps, angles, frequency, thd_i)
 
     def _advance(self, t: float) -> None:
         """Integrate energy, timers and demand on whole seconds up to ``t``."""
@@ -499,9 +534,13 @@ class PumpModel:
     def _accumulate(self, x: _Instant, dt: float) -> None:
         p, q, s, i = x.totals()
         hours = dt / 3600.0
-        for k, value in enumerate((p, q, s)):
-            self._e[k] += value * 1000.0 * hours
-            self._e_reset[k] += value * 1000.0 * hours
+        for k, (value, into_load) in enumerate(_flows(p, q, s)):
+            if into_load:
+                self._e[k] += value * 1000.0 * hours
+                self._e_reset[k] += value * 1000.0 * hours
+            else:
+                self._rec[k] += value * 1000.0 * hours
+                self._rec_reset[k] += value * 1000.0 * hours
         if x.running:
             self._run_s += dt
         if i > _ACTIVE_LOAD_SETPOINT:
@@ -569,7 +608,9 @@ class PumpModel:
             vt_primary=120.0,
             vt_secondary=120,
             ct_count=3,
-            ct_primary=spec.ct_primary,
+            ct_primary=(
+                self._wiring.ct_primary if self._wiring.ct_primary is not None else spec.ct_primary
+            ),
             ct_secondary=5,
             ct_location=1,
             vt_location=1,
@@ -640,19 +681,46 @@ class PumpModel:
             for key in _UNBAL_KEYS:
                 out[f"thd_current_{key}"] = None
 
+        angles: tuple[QValue, ...] = (None, None, None)
+        leads = (False, False, False, False)
         if x.running:
-            p, s = x.p, x.s
-            q = tuple(math.sqrt(max(si * si - pi * pi, 0.0)) for pi, si in zip(p, s, strict=True))
-            pf_total = ptot / stot
+            p, q, s = x.p, x.q, x.s
             distortion = math.sqrt(1.0 + (x.thd_i / 100.0) ** 2)
-            pfs: tuple[QValue, ...] = (*x.pf, pf_total)
-            dpfs: tuple[QValue, ...] = tuple(min(_float(pf) * distortion, 0.999) for pf in pfs)
+            # The power factor as the meter decodes it: the sign of kW, and leading when
+            # kW and kVAR have opposite signs (4Q_FP_PF quadrants II and IV); an open VT
+            # (no kVA) has none.
+            pf_list: list[QValue] = []
+            dpf_list: list[QValue] = []
+            lead_list: list[bool] = []
+            for pk, qk, sk in (*zip(p, q, s, strict=True), (ptot, qtot, stot)):
+                if sk <= 1e-6:
+                    pf_list.append(None)
+                    dpf_list.append(None)
+                    lead_list.append(False)
+                    continue
+                pf = max(min(pk / sk, 1.0), -1.0)
+                dpf = math.copysign(min(abs(pf) * distortion, 0.999), pf)
+                pf_list.append(pf)
+                dpf_list.append(dpf)
+                lead_list.append(pk * qk < 0)
+            pfs: tuple[QValue, ...] = tuple(pf_list)
+            dpfs: tuple[QValue, ...] = tuple(dpf_list)
+            leads = (lead_list[0], lead_list[1], lead_list[2], lead_list[3])
+            angles = tuple(
+                math.degrees(phi) if sk > 1e-6 else None for phi, sk in zip(x.phi, s, strict=True)
+            )
+            pf_total = pf_list[3]
             out["power_factor_total_iec"] = pf_total
-            out["power_factor_total_ieee"] = -pf_total  # IEEE: inductive (lagging) is negative
+            # IEEE: inductive (lagging) is negative
+            out["power_factor_total_ieee"] = (
+                None if pf_total is None else (abs(_float(pf_total)) * (1 if leads[3] else -1))
+            )
         else:
             p = q = s = (0.0, 0.0, 0.0)
             pfs = dpfs = (None, None, None, None)
             out["power_factor_total_iec"] = out["power_factor_total_ieee"] = None
+        for key, angle in zip(_UNBAL_KEYS, angles, strict=True):
+            out[f"phase_angle_{key}"] = angle
         for key, values, total in (
             ("active_power", p, ptot),
             ("reactive_power", q, qtot),
@@ -661,28 +729,40 @@ class PumpModel:
             for suffix, value in zip(_UNBAL_KEYS, values, strict=True):
                 out[f"{key}_{suffix}"] = value
             out[f"{key}_total"] = total
-        for suffix, pf, dpf in zip((*_UNBAL_KEYS, "total"), pfs, dpfs, strict=True):
-            out[f"power_factor_{suffix}"] = pf
-            out[f"displacement_pf_{suffix}"] = dpf
+        for suffix, pf_value, dpf_value, lead in zip(
+            (*_UNBAL_KEYS, "total"), pfs, dpfs, leads, strict=True
+        ):
+            out[f"power_factor_{suffix}"] = pf_value
+            out[f"displacement_pf_{suffix}"] = dpf_value
+            # Read by the meter's encoder (pf4q leading quadrants); no map entry has this name.
+            out[f"power_factor_{suffix}{LEADING_SUFFIX}"] = int(lead)
+            out[f"displacement_pf_{suffix}{LEADING_SUFFIX}"] = int(lead)
 
         # energies: one accumulator per kind, shown as float k-units and INT64 base units
         hours = partial / 3600.0
-        now_totals = (ptot, qtot, stot)
-        for k, (kind, small) in enumerate(
-            (("active", "wh"), ("reactive", "varh"), ("apparent", "vah"))
+        for k, ((kind, small), (flow, into_load)) in enumerate(
+            zip(
+                (("active", "wh"), ("reactive", "varh"), ("apparent", "vah")),
+                _flows(ptot, qtot, stot),
+                strict=True,
+            )
         ):
-            extra = now_totals[k] * 1000.0 * hours
-            for suffix, base in (("_permanent", self._e[k]), ("", self._e_reset[k])):
-                total_wh = base + extra
-                delivered = int(total_wh)
-                out[f"{kind}_energy_delivered{suffix}"] = total_wh / 1000.0
-                out[f"{kind}_energy_received{suffix}"] = 0.0
-                out[f"{kind}_energy_del_plus_rec{suffix}"] = total_wh / 1000.0
-                out[f"{kind}_energy_del_minus_rec{suffix}"] = total_wh / 1000.0
+            extra = flow * 1000.0 * hours
+            for suffix, base, base_rec in (
+                ("_permanent", self._e[k], self._rec[k]),
+                ("", self._e_reset[k], self._rec_reset[k]),
+            ):
+                del_wh = base + (extra if into_load else 0.0)
+                rec_wh = base_rec + (0.0 if into_load else extra)
+                delivered, received = int(del_wh), int(rec_wh)
+                out[f"{kind}_energy_delivered{suffix}"] = del_wh / 1000.0
+                out[f"{kind}_energy_received{suffix}"] = rec_wh / 1000.0
+                out[f"{kind}_energy_del_plus_rec{suffix}"] = (del_wh + rec_wh) / 1000.0
+                out[f"{kind}_energy_del_minus_rec{suffix}"] = (del_wh - rec_wh) / 1000.0
                 out[f"{kind}_energy_delivered_{small}{suffix}"] = delivered
-                out[f"{kind}_energy_received_{small}{suffix}"] = 0
-                out[f"{kind}_energy_del_plus_rec_{small}{suffix}"] = delivered
-                out[f"{kind}_energy_del_minus_rec_{small}{suffix}"] = delivered
+                out[f"{kind}_energy_received_{small}{suffix}"] = received
+                out[f"{kind}_energy_del_plus_rec_{small}{suffix}"] = delivered + received
+                out[f"{kind}_energy_del_minus_rec_{small}{suffix}"] = delivered - received
         out["reactive_energy_capacitive"] = 0.0
 
         # demand (timed 15-minute blocks)
@@ -838,6 +918,16 @@ def _known_quantities() -> frozenset[str]:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+LEADING_SUFFIX = ":leading"
+"""Suffix of the quantity that says a power factor is in the leading quadrants (1 or 0)."""
+
+
+def _flows(p: float, q: float, s: float) -> tuple[tuple[float, bool], ...]:
+    """(magnitude, into the load?) of the active, reactive and apparent power flows: what
+    the delivered and received energy counters integrate."""
+    return ((abs(p), p >= 0.0), (abs(q), q >= 0.0), (s, p >= 0.0))
 
 
 def _triple(values: tuple[float, ...]) -> tuple[float, float, float]:

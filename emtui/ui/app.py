@@ -28,6 +28,7 @@ from emtui.core.bus.scanner import FoundDevice
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
 from emtui.core.session import Engine, LoggingState
+from emtui.ui.commission import CommissionScreen
 from emtui.ui.messages import SamplesRead
 from emtui.ui.model import MeterModel
 from emtui.ui.scan_screen import ScanScreen
@@ -70,6 +71,8 @@ class EmtuiApp(App[None]):
         Binding("o", "overview", "Overview", id="overview"),
         *_meter_bindings(),
         Binding("s", "scan", "Scan", id="scan"),
+        # Not in the footer (80 columns hold only the main keys); in ? and the palette.
+        Binding("c", "commission", "Commission", show=False, id="commission"),
         Binding("l", "toggle_logging", "Logging", id="toggle_logging"),
         Binding("u", "upload_now", "Upload", id="upload_now"),
         Binding("f", "refresh_extras", "Read all", id="refresh_extras"),
@@ -153,6 +156,8 @@ class EmtuiApp(App[None]):
         model = self.models.get(message.sample.device_id)
         if model is not None:
             model.apply(message.sample)
+        if isinstance(self.screen, CommissionScreen):
+            self.screen.feed(message.sample)
 
     def refresh_view(self) -> None:
         """Redraw what changed: the header and the visible tab."""
@@ -286,12 +291,20 @@ class EmtuiApp(App[None]):
             )
         yield SystemCommand("Scan the bus", "Find and identify meters", self.action_scan)
         yield SystemCommand(
+            "Commission", "Checks on the live values, and phasors", self.action_commission
+        )
+        yield SystemCommand(
             "Logging on/off", "Start or stop the CSV logger", self.action_toggle_logging
         )
         yield SystemCommand("Upload now", "Send the queued day files", self.action_upload_now)
         yield SystemCommand(
             "Read all registers", "Read the meter tab's other registers", self.action_refresh_extras
         )
+
+    def action_commission(self) -> None:
+        """Open the Commission screen: the checks on the live samples, and phasors."""
+        meters = [(m.info.id, m.info.label) for m in self.models.values()]
+        self.push_screen(CommissionScreen(self.engine, meters, clock=self.clock))
 
     # -- scan ---------------------------------------------------------------------------------
 

@@ -526,7 +526,13 @@ def test_effective_dict_is_json_ready() -> None:
     assert json.loads(json.dumps(document, allow_nan=False)) == document
     sections = {"source", "state_dir", "bus", "meters", "logging", "upload", "keys", "secrets"}
     assert set(document) == sections
-    assert document["meters"][0] == {"id": 1, "label": "Pump 1", "map": "em6400ng", "values": None}
+    assert document["meters"][0] == {
+        "id": 1,
+        "label": "Pump 1",
+        "map": "em6400ng",
+        "values": None,
+        "expect": {},
+    }
     assert document["bus"]["timeout"] is None
     assert document["logging"]["data_dir"] == "/var/lib/emtui"
 

@@ -158,9 +158,16 @@ def test_ng_setup_group(ng: RegisterMap, vendor: dict[int, dict[str, str]]) -> N
 
 
 def test_ng_realtime_group(ng: RegisterMap, vendor: dict[int, dict[str, str]]) -> None:
-    """realtime: the whole vendor NG block 3000-3110 plus the alternate PF totals 3192, 3194."""
-    expected = _vendor_in(vendor, (3000, 3110)) | {3192, 3194}
-    assert {*range(3000, 3033, 2), *range(3036, 3093, 2), 3110} == expected - {3192, 3194}
+    """realtime: the whole vendor NG block 3000-3110, the alternate PF totals 3192, 3194 and
+    the V-I phase angles 43508-43512 (the commissioning checks cross-check wiring with them)."""
+    angles = _vendor_in(vendor, (43508, 43512))
+    assert angles == {43508, 43510, 43512}
+    expected = _vendor_in(vendor, (3000, 3110)) | {3192, 3194} | angles
+    assert {*range(3000, 3033, 2), *range(3036, 3093, 2), 3110} == expected - {
+        3192,
+        3194,
+        *angles,
+    }
     assert _group(ng, "realtime") == expected
     pf4q = {e.register for e in ng if e.type == "pf4q" and e.group == "realtime"}
     assert pf4q == set(range(3078, 3093, 2))

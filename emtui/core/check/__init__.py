@@ -1,0 +1,1 @@
+"""Commissioning checks (``emtui check``): capture a window of values, judge the wiring."""
