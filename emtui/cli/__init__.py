@@ -49,6 +49,10 @@ def run(argv: Sequence[str]) -> int:
         return commands.read(args)
     if command == "map":
         return commands.show_map(args)
+    if command in ("write", "setup", "clock"):
+        import importlib
+
+        return int(getattr(importlib.import_module(f"emtui.cli.{command}"), command)(args))
     if command == "sim":
         from emtui.sim.command import run as run_sim
 

@@ -157,6 +157,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.description = "Print and validate a register map."
         parser.add_argument("name", help="a built-in map name or a TOML file")
         _add_json(parser)
+    elif command in ("write", "setup", "clock"):
+        from emtui.cli.writeflags import add_write_arguments
+
+        add_write_arguments(parser, command, _add_connection, _add_json)
     elif command == "sim":
         from emtui.sim.command import add_arguments
 
