@@ -153,7 +153,10 @@ class SimulatedMeter:
         self._words: dict[int, list[int]] = {}
         self._writable_addresses = [(lo - 1, hi - 1) for lo, hi in self.writable]
         # reads see the whole command interface (status and result too) when it is writable
-        readable = COMMAND_READ_AREAS if self.writable == COMMAND_AREAS else self.writable
+        readable = self.writable
+        if all(area in self.writable for area in COMMAND_AREAS):
+            extra = tuple(a for a in self.writable if a not in COMMAND_AREAS)
+            readable = COMMAND_READ_AREAS + extra
         self._readable_addresses = [(lo - 1, hi - 1) for lo, hi in readable]
 
     # -- values -------------------------------------------------------------------------------
