@@ -70,7 +70,7 @@ def run(argv: Sequence[str]) -> int:
     if args.demo:
         return run_demo({})
     config = effective_config(args)
-    return run_app(config, settings_from(config), {})
+    return run_app(config, settings_from(config), {}, allow_writes=args.allow_writes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,6 +127,11 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--log", action="store_true", help="log the meters to CSV (headless, unattended)"
         )
         parser.add_argument(
+            "--allow-writes",
+            action="store_true",
+            help="the app may write (raw view); each write is shown, confirmed and audited",
+        )
+        parser.add_argument(
             "--cycles",
             type=int_range(1, hint=" (leave it out to run until stopped)"),
             help="stop after N poll cycles",
