@@ -4,6 +4,7 @@ tool's own client (emtui.core.bus.command) over the simulated wire."""
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from emtui.core.bus.arbiter import BusArbiter
 from emtui.core.bus.command import CommandError, CommandInterface, command_request
 from emtui.core.bus.link import ConnectionSettings, Outcome
-from emtui.core.bus.writes import AuditLog
+from emtui.core.bus.writes import AuditLog, WriteRequest
 from emtui.core.clock import clock_parameters, read_clock
 from emtui.sim import commands as simcmd
 from emtui.sim.bus import SimulatedBus
@@ -145,3 +146,35 @@ def test_communications_setup_with_bad_codes_changes_nothing(
     assert done.done and done.result == simcmd.RESULT_BAD_PARAMETER
     assert 1 in bus.meters and 7 not in bus.meters
     assert ci.read(1, 6501).outcome is Outcome.OK
+
+
+def test_unprotected_interface_ignores_the_semaphore(
+    line: tuple[SimulatedBus, BusArbiter], tmp_path: Path
+) -> None:
+    """Command 1003 at 5250 (the unprotected interface) works without a semaphore and reports
+    at 5375/5376; a command the vendor does not allow there (1008) is rejected."""
+    _bus, arbiter = line
+    ci = _interface(arbiter, tmp_path)
+    target = _dt.datetime(2027, 1, 2, 3, 4, 5)
+    clock = WriteRequest(1, 16, 5249, (1003, 0, *clock_parameters(target)))
+    assert ci.send(clock).ok
+    time.sleep(0.1)
+    assert ci.read(1, 5375, 2).registers == [1003, 0]
+    reading = read_clock(arbiter, 1)
+    assert reading.meter_time is not None and reading.meter_time.year == 2027
+    assert ci.send(WriteRequest(1, 16, 5249, (1008, 0, 65))).ok
+    time.sleep(0.1)
+    assert ci.read(1, 5375, 2).registers == [1008, simcmd.RESULT_UNKNOWN_COMMAND]
+
+
+def test_parameters_without_their_command_are_malformed(
+    line: tuple[SimulatedBus, BusArbiter], tmp_path: Path
+) -> None:
+    """A block that does not start at the command register (5002 alone) is not a command:
+    result MALFORMED, nothing executed."""
+    bus, arbiter = line
+    ci = _interface(arbiter, tmp_path)
+    assert ci.send(WriteRequest(1, 16, 5001, (7, 2, 0))).ok
+    time.sleep(0.1)
+    assert ci.read(1, 5126).registers == [simcmd.RESULT_MALFORMED]
+    assert bus.meters[1].commands.executed == []
