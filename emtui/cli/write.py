@@ -126,9 +126,19 @@ def write(args: argparse.Namespace) -> int:
         ) from None
     lines = format_frame(request)
     lines.append(f"  on {settings.describe()}")
+    if settings.kind == "tcp":
+        lines.append(
+            "  (over tcp:// the same PDU is sent with an MBAP header, unit id "
+            f"{request.device_id}, in place of the slave id byte and the CRC)"
+        )
     if not confirm(lines, args.yes):
         raise refuse(audit, port, request, "not confirmed (give --yes to send without asking)")
-    arbiter = open_arbiter(settings)
+    try:
+        arbiter = open_arbiter(settings)
+    except (CliError, LinkError) as exc:  # busy or missing: the attempt is audited too
+        with contextlib.suppress(OSError):
+            audit.record(port, request, f"error: {exc}")
+        raise
     try:
         result = send_write(arbiter, request, audit)
     except LinkError as exc:

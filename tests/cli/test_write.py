@@ -196,6 +196,8 @@ def test_write_while_a_logger_holds_the_port_exits_3(bus: SimulatedBus, tmp_path
     assert f"PID {logger.pid}" in result.stderr
     assert "systemctl stop emtui" in result.stderr
     assert not [f for f in bus.served() if f.function == 16]
+    (line,) = _audit(tmp_path / "s")
+    assert str(line["outcome"]).startswith("error:") and f"PID {logger.pid}" in str(line["outcome"])
 
 
 def test_an_unwritable_audit_log_sends_nothing(bus: SimulatedBus, tmp_path: Path) -> None:

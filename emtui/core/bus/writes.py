@@ -205,6 +205,8 @@ def describe_frame(request: WriteRequest) -> list[FrameField]:
     else:
         count = len(request.values)
         what = "coils" if fc == 15 else "registers"
+        if count == 1:
+            what = what[:-1]
         fields.append(FrameField("quantity", frame[4:6], f"{count} {what}"))
         nbytes = frame[6]
         fields.append(FrameField("byte count", frame[6:7], str(nbytes)))
