@@ -158,36 +158,35 @@ def test_write_to_an_absent_id_is_no_answer(bus: SimulatedBus, tmp_path: Path) -
     assert [line["outcome"] for line in _audit(state)] == ["timeout"]
 
 
-def test_write_while_a_logger_holds_the_port_exits_3(bus: SimulatedBus, tmp_path: Path) -> None:
-    """A logger polling the same connection: write exits 3 naming its PID and the service
-    advice; nothing of the write reaches the wire."""
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["write", "--id", "1", "--register", "5681", "--value", "1"],
+        ["setup", "--id", "1", "--new-id", "5"],
+        ["clock", "--ids", "1", "--set", "--force"],
+    ],
+    ids=["write", "setup", "clock"],
+)
+def test_a_logger_holding_the_port_is_exit_3(
+    bus: SimulatedBus, tmp_path: Path, command: list[str]
+) -> None:
+    """A logger polling the same connection: write, setup and clock --set exit 3 naming its
+    PID and the service advice; nothing of theirs reaches the wire (no FC16 at all)."""
     logger = subprocess.Popen(
-        [
-            *EMTUI,
-            "--log",
-            "--port",
-            bus.urls[0],
-            "--ids",
-            "1",
-            "--interval",
-            "0.2",
-            "--state-dir",
-            str(tmp_path / "logstate"),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
+        [*EMTUI, "--log", "--port", bus.urls[0], "--ids", "1", "--interval", "0.2",
+         "--state-dir", str(tmp_path / "logstate"), "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     try:
         for _ in range(100):
             if any(f.device_id == 1 for f in bus.served()):
                 break
             subprocess.run(["sleep", "0.1"], check=True)
         result = emtui(
-            tmp_path, "write", "--port", bus.urls[0], "--id", "1", "--register", "5681",
-            "--value", "1", "--allow-writes", "--yes", "--state-dir", str(tmp_path / "s"),
+            tmp_path, *command, "--port", bus.urls[0], "--allow-writes", "--yes",
+            "--state-dir", str(tmp_path / "s"),
         )  # fmt: skip
     finally:
         logger.terminate()
@@ -196,8 +195,10 @@ def test_write_while_a_logger_holds_the_port_exits_3(bus: SimulatedBus, tmp_path
     assert f"PID {logger.pid}" in result.stderr
     assert "systemctl stop emtui" in result.stderr
     assert not [f for f in bus.served() if f.function == 16]
-    (line,) = _audit(tmp_path / "s")
-    assert str(line["outcome"]).startswith("error:") and f"PID {logger.pid}" in str(line["outcome"])
+    if command[0] == "write":
+        (line,) = _audit(tmp_path / "s")
+        assert str(line["outcome"]).startswith("error:")
+        assert f"PID {logger.pid}" in str(line["outcome"])
 
 
 def test_an_unwritable_audit_log_sends_nothing(bus: SimulatedBus, tmp_path: Path) -> None:
