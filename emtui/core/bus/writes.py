@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import json
+import logging
 import os
 import struct
 from collections.abc import Sequence
@@ -56,6 +57,8 @@ __all__ = [
     "format_frame",
     "send_write",
 ]
+
+_log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.log"
 """The audit log's name in the state dir."""
@@ -427,5 +430,8 @@ def send_write(
         audit.record(arbiter.settings.port, request, f"error: {exc}")
         raise
     outcome = outcome_text(reply)
-    audit.record(arbiter.settings.port, request, outcome)
+    try:
+        audit.record(arbiter.settings.port, request, outcome)
+    except OSError as exc:  # checked writable just before: say so, but report the write
+        _log.warning("the write was sent (%s) but its audit line was not written: %s", outcome, exc)
     return WriteResult(request, reply, outcome)
