@@ -38,11 +38,16 @@ def clock(args: argparse.Namespace) -> int:
     audit = audit_for(config)
     human = sys.stderr if args.json else sys.stdout
     if args.set:
-        try:
-            for device_id in ids:
+        for device_id in ids:
+            try:
                 check_allowed(args.allow_writes, device_id)
-        except WriteRefused as exc:
-            raise refuse(audit, config.bus.port or "", None, str(exc)) from None
+            except WriteRefused as exc:
+                for each in ids:  # one line per meter that would have been set
+                    refused = refuse(
+                        audit, config.bus.port or "", None, str(exc),
+                        device_id=each, purpose="command 1003 (set date/time)",
+                    )  # fmt: skip
+                raise refused from None
         ntp = ntp_status()
         if not ntp.synchronised and not args.force:
             state = "not NTP-synchronised" if ntp.synchronised is False else "of unknown sync"

@@ -37,7 +37,9 @@ def setup(args: argparse.Namespace) -> int:
         if args.new_id is not None:
             check_allowed(True, args.new_id)
     except WriteRefused as exc:
-        raise refuse(audit, port, None, str(exc)) from None
+        raise refuse(
+            audit, port, None, str(exc), device_id=args.id, purpose="command 5000 (setup)"
+        ) from None
     if args.new_id is None and args.new_baud is None and args.new_parity is None:
         raise CliError("give --new-id, --new-baud and/or --new-parity", ExitCode.USAGE)
     settings = settings_from(config)

@@ -36,12 +36,23 @@ def audit_for(config: Config) -> AuditLog:
     return AuditLog(config.state_dir)
 
 
-def refuse(audit: AuditLog, port: str, request: WriteRequest | None, why: str) -> CliError:
-    """Record a refused attempt (best effort: nothing was sent) and return the error (exit 2)."""
-    if request is not None:
-        # best effort: the refusal itself is what matters; nothing went on the wire
-        with contextlib.suppress(OSError):
+def refuse(
+    audit: AuditLog,
+    port: str,
+    request: WriteRequest | None,
+    why: str,
+    *,
+    device_id: int = 0,
+    purpose: str = "",
+) -> CliError:
+    """Record a refused attempt and return the error (exit 2). Best effort: the refusal is
+    what matters, and nothing went on the wire. Without a ``request`` (no frame yet: setup,
+    clock) the line names ``device_id`` and ``purpose``."""
+    with contextlib.suppress(OSError):
+        if request is not None:
             audit.record(port, request, f"refused: {why}")
+        elif purpose:
+            audit.record_refusal(port, device_id, purpose, why)
     return CliError(why, ExitCode.USAGE)
 
 

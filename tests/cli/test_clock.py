@@ -89,7 +89,8 @@ def test_clock_set_leaves_every_meter_within_a_second(bus: SimulatedBus, tmp_pat
 
 
 def test_clock_set_is_refused_without_allow_writes(bus: SimulatedBus, tmp_path: Path) -> None:
-    """--set without --allow-writes: exit 2 and not one frame on the wire."""
+    """--set without --allow-writes: exit 2, not one frame on the wire, one refused audit
+    line per meter."""
     result = emtui(
         tmp_path, "clock", "--port", bus.urls[0], "--ids", "1-4", "--set", "--yes", "--force",
         "--state-dir", str(tmp_path / "s"),
@@ -97,6 +98,10 @@ def test_clock_set_is_refused_without_allow_writes(bus: SimulatedBus, tmp_path: 
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "--allow-writes" in result.stderr
     assert bus.served() == []
+    audit = [json.loads(x) for x in (tmp_path / "s" / "audit.log").read_text().splitlines()]
+    assert [(a["id"], a["outcome"].startswith("refused")) for a in audit] == [
+        (1, True), (2, True), (3, True), (4, True),
+    ]  # fmt: skip
 
 
 def test_clock_set_needs_ntp_or_force(bus: SimulatedBus, tmp_path: Path) -> None:

@@ -93,7 +93,8 @@ def test_factory_fresh_meter_is_readdressed(tmp_path: Path) -> None:
 
 
 def test_setup_without_allow_writes_sends_nothing(tmp_path: Path) -> None:
-    """The same command without --allow-writes: exit 2 and not one frame on the wire."""
+    """The same command without --allow-writes: exit 2 and not one frame on the wire; the
+    refused attempt is one audit line."""
     with SimulatedBus(ids=[1], baud=9600, line_timing=False, seed=22) as bus:
         url = bus.start_tcp()
         result = emtui(tmp_path, *_setup(url, tmp_path, "--yes"))
@@ -101,6 +102,9 @@ def test_setup_without_allow_writes_sends_nothing(tmp_path: Path) -> None:
         assert "--allow-writes" in result.stderr
         assert bus.served() == []
         assert list(bus.meters) == [1]
+    (line,) = _audit(tmp_path)  # the refused attempt is recorded, with no frame
+    assert line["id"] == 1 and line["frame"] is None
+    assert str(line["outcome"]).startswith("refused")
 
 
 def test_a_duplicate_new_id_is_refused(tmp_path: Path) -> None:

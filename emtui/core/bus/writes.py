@@ -351,6 +351,29 @@ class AuditLog:
         }
         if detail:
             line["detail"] = detail
+        self._append(line)
+        return line
+
+    def record_refusal(self, port: str, device_id: int, purpose: str, why: str) -> None:
+        """Append a line for an attempt refused before its frame existed (``emtui setup`` or
+        ``clock --set`` without ``--allow-writes``: no semaphore, so no command block):
+        ``function``, ``address``, ``values`` and ``frame`` are null. Raises OSError."""
+        line: dict[str, Any] = {
+            "time": _dt.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "user": _user(),
+            "port": port,
+            "id": device_id,
+            "function": None,
+            "address": None,
+            "register": None,
+            "values": None,
+            "frame": None,
+            "purpose": purpose,
+            "outcome": f"refused: {why}",
+        }
+        self._append(line)
+
+    def _append(self, line: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -359,7 +382,6 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
-        return line
 
     def check_writable(self) -> None:
         """Raise OSError when the audit log cannot be appended to (checked before a write)."""
