@@ -53,6 +53,10 @@ def run(argv: Sequence[str]) -> int:
         from emtui.cli.check import check
 
         return check(args)
+    if command in ("write", "setup", "clock"):
+        import importlib
+
+        return int(getattr(importlib.import_module(f"emtui.cli.{command}"), command)(args))
     if command == "sim":
         from emtui.sim.command import run as run_sim
 
@@ -70,7 +74,7 @@ def run(argv: Sequence[str]) -> int:
     if args.demo:
         return run_demo(_demo_keys(args))
     config = effective_config(args)
-    return run_app(config, settings_from(config), config.keys)
+    return run_app(config, settings_from(config), config.keys, allow_writes=args.allow_writes)
 
 
 def _demo_keys(args: object) -> dict[str, str]:

@@ -51,7 +51,20 @@ class CliError(Exception):
         self.code = code
 
 
-SUBCOMMANDS = ("scan", "read", "map", "sim", "config", "upload", "status", "service", "check")
+SUBCOMMANDS = (
+    "scan",
+    "read",
+    "map",
+    "sim",
+    "config",
+    "upload",
+    "status",
+    "service",
+    "write",
+    "setup",
+    "clock",
+    "check",
+)
 
 NO_ANSWER_ADVICE = (
     "no device answered. Likely causes: wrong baud or parity (EM6400NG factory setting is "

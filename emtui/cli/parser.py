@@ -135,6 +135,11 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--log", action="store_true", help="log the meters to CSV (headless, unattended)"
         )
         parser.add_argument(
+            "--allow-writes",
+            action="store_true",
+            help="the app may write (raw view); each write is shown, confirmed and audited",
+        )
+        parser.add_argument(
             "--cycles",
             type=int_range(1, hint=" (leave it out to run until stopped)"),
             help="stop after N poll cycles",
@@ -183,6 +188,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.description = "Print and validate a register map."
         parser.add_argument("name", help="a built-in map name or a TOML file")
         _add_json(parser)
+    elif command in ("write", "setup", "clock"):
+        from emtui.cli.writeflags import add_write_arguments
+
+        add_write_arguments(parser, command, _add_connection, _add_json)
     elif command == "sim":
         from emtui.sim.command import add_arguments
 

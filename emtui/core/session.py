@@ -39,6 +39,14 @@ from emtui.core.bus.planner import transaction_chars
 from emtui.core.bus.reader import MeterReader, Sample
 from emtui.core.bus.scanner import FoundDevice, Scanner, ScanReport
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.writes import (
+    AuditLog,
+    WriteRefused,
+    WriteRequest,
+    WriteResult,
+    check_allowed,
+    send_write,
+)
 from emtui.core.config import Config, MeterConfig
 from emtui.core.log.livefile import LivePublisher
 from emtui.core.log.worker import LoggingWorker
@@ -225,6 +233,8 @@ class BusSession:
         self._cycle_done = threading.Event()
         self._worker_cycle_started = 0.0
         self._worker_samples = 0
+        self.allow_writes = False
+        """Set by ``--allow-writes``: without it :meth:`write` refuses everything."""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -289,6 +299,25 @@ class BusSession:
             self._thread = None
         if self._own_arbiter and self._arbiter is not None:
             self._arbiter.stop()
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        """Send one write (the raw view) through the arbiter, audited in the state dir's
+        audit log; the caller has shown :func:`~emtui.core.bus.writes.format_frame` and had
+        it confirmed.
+
+        Raises:
+            WriteRefused: the session was not started with ``--allow-writes``, or id 0 (the
+                refusal is audited; nothing goes on the wire).
+            OSError: the audit log cannot be written (nothing is sent).
+        """
+        audit = AuditLog(self.config.state_dir)
+        try:
+            check_allowed(self.allow_writes, request.device_id)
+        except WriteRefused as exc:
+            with contextlib.suppress(OSError):
+                audit.record(self.settings.port, request, f"refused: {exc}")
+            raise
+        return send_write(self.arbiter, request, audit)
 
     def add_listener(self, listener: SampleListener) -> None:
         """Call ``listener`` with every sample (from the session's threads)."""

@@ -338,6 +338,8 @@ class SimulatedBus:
                 parity="E" if bits_per_char >= 11 else "N",
             )
         self.meters: dict[int, SimulatedMeter] = dict(meters)
+        for each in self.meters.values():  # a communications setup moves a meter to a new id
+            each.on_readdress = self._readdress
         self._faults: dict[int | None, Faults] = {}
         self._flap_epoch: dict[int | None, float] = {}
         self._faults_lock = threading.Lock()
@@ -604,6 +606,12 @@ class SimulatedBus:
             if period > 0:
                 down = (time.monotonic() - epoch) % period >= up_s
         return merged, down
+
+    def _readdress(self, meter: SimulatedMeter, old: int, new: int) -> None:
+        """Serve ``meter`` at ``new`` instead of ``old`` (command 5000 re-addressed it)."""
+        if self.meters.get(old) is meter:
+            del self.meters[old]
+        self.meters[new] = meter
 
     # -- observation --------------------------------------------------------------------------
 

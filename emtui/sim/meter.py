@@ -12,16 +12,19 @@ Addresses are wire (PDU) addresses, 0-based: register 3110 is address 3109.
 from __future__ import annotations
 
 import bisect
+import datetime as _dt
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from emtui.core.maps.codec import encode
 from emtui.core.maps.registers import RegisterEntry, RegisterMap
+from emtui.sim.commands import SEMAPHORE_ADDRESS, CommandInterface
 from emtui.sim.pump import LEADING_SUFFIX, Clock, PumpModel, QValue, bind_map, resolve
 from emtui.sim.wiring import Wiring
 
 __all__ = [
     "COMMAND_AREAS",
+    "COMMAND_READ_AREAS",
     "DEVICE_FAILURE",
     "ILLEGAL_ADDRESS",
     "ILLEGAL_FUNCTION",
@@ -46,8 +49,17 @@ interface block, the unprotected one, and the semaphore register (written back t
 it). Writes land in :attr:`SimulatedMeter.scratch`; everything else is setup (RWC) or read only
 and answers exception 02."""
 
+COMMAND_READ_AREAS: tuple[tuple[int, int], ...] = ((5000, 5249), (5250, 5499), (5680, 5680))
+"""Register ranges (1-based, inclusive) of the command interfaces a read serves: command,
+parameters, status, result and result data of both interfaces, and the semaphore."""
+
 WriteHook = Callable[["SimulatedMeter", int, list[int]], None]
 """Called after a write is stored: (meter, first wire address, registers written)."""
+ReaddressHook = Callable[["SimulatedMeter", int, int], None]
+"""Called when a communications setup moved the meter: (meter, old id, new id)."""
+
+_CLOCK_PREFIX = "meter_clock_"
+_CLOCK_FIELDS = ("year", "month", "day", "hour", "minute", "second", "millisecond")
 
 _BAUD_CODES = {4800: 0, 9600: 1, 19200: 2, 38400: 3}
 _PARITY_CODES = {"E": 0, "O": 1, "N": 2}
@@ -81,7 +93,15 @@ class SimulatedMeter:
             answers with exceptions), or None.
         writable: register ranges (1-based, inclusive) that accept writes.
         on_write: called after each accepted write (for command-interface work).
-        baud, parity: the serial settings the meter reports in its communications entries.
+        baud, parity: the serial settings the meter reports in its communications entries
+            (and, after a communications setup, its new ones).
+
+    The command interface (:mod:`emtui.sim.commands`) runs in :attr:`commands`: a
+    communications setup changes :attr:`device_id`, :attr:`baud` and :attr:`parity` once the
+    write has been stored (the reply to the write is built from the request, so it still
+    comes from the old address, as the meter's does) and calls :attr:`on_readdress`, which
+    the bus uses to serve the meter at its new id; a clock set keeps the meter's clock as an
+    offset from the clock.
     """
 
     def __init__(
@@ -108,6 +128,12 @@ class SimulatedMeter:
         self.force_exception = force_exception
         self.writable = tuple(writable)
         self.on_write = on_write
+        self.baud = baud
+        self.parity = parity.upper()
+        self.on_readdress: ReaddressHook | None = None
+        self.clock_offset: float | None = None
+        """Seconds the meter's (local) clock is ahead of ``clock`` after a clock set."""
+        self.commands = CommandInterface(self._apply_settings, self._set_clock, seed=device_id)
         self.scratch: dict[int, int] = {}
         """Registers written to the command areas, by wire address (unwritten ones read 0)."""
         self.overrides: dict[str, QValue] = {
@@ -127,6 +153,12 @@ class SimulatedMeter:
         self._quantities: Mapping[str, QValue] = {}
         self._words: dict[int, list[int]] = {}
         self._writable_addresses = [(lo - 1, hi - 1) for lo, hi in self.writable]
+        # reads see the whole command interface (status and result too) when it is writable
+        readable = self.writable
+        if all(area in self.writable for area in COMMAND_AREAS):
+            extra = tuple(a for a in self.writable if a not in COMMAND_AREAS)
+            readable = COMMAND_READ_AREAS + extra
+        self._readable_addresses = [(lo - 1, hi - 1) for lo, hi in readable]
 
     # -- values -------------------------------------------------------------------------------
 
@@ -160,7 +192,33 @@ class SimulatedMeter:
     def _value(self, name: str) -> QValue:
         if name in self.overrides:
             return self.overrides[name]
+        if self.clock_offset is not None and name.startswith(_CLOCK_PREFIX):
+            now = _dt.datetime.fromtimestamp(self.clock() + self.clock_offset)
+            field = name.removeprefix(_CLOCK_PREFIX)
+            return now.microsecond // 1000 if field == "millisecond" else getattr(now, field)
         return resolve(self._quantities, self._binding.get(name))
+
+    # -- the command interface's effects ------------------------------------------------------
+
+    def _set_clock(self, moment: _dt.datetime) -> None:
+        """Command 1003: the meter's clock reads ``moment`` (local time) from now on."""
+        self.clock_offset = moment.timestamp() - self.clock()
+        self.invalidate()
+
+    def _apply_settings(self, address: int, baud: int, parity: str) -> None:
+        """Command 5000: answer at ``address``, ``baud``, ``parity`` from now on."""
+        old = self.device_id
+        self.device_id = address
+        self.baud = baud
+        self.parity = parity
+        self.overrides.update(
+            rs485_address=address,
+            rs485_baud_rate=_BAUD_CODES.get(baud, 0xFFFF),
+            rs485_parity=_PARITY_CODES.get(parity, 0xFFFF),
+        )
+        self.invalidate()
+        if self.on_readdress is not None and address != old:
+            self.on_readdress(self, old, address)
 
     def _encoded(self, index: int) -> list[int]:
         words = self._words.get(index)
@@ -190,10 +248,10 @@ class SimulatedMeter:
         last = address + count - 1
         return any(lo <= address and last <= hi for lo, hi in self._writable_addresses)
 
-    def _writable_overlap(self, address: int, end: int) -> list[tuple[int, int]]:
+    def _readable_overlap(self, address: int, end: int) -> list[tuple[int, int]]:
         return [
             (max(lo, address), min(hi + 1, end))
-            for lo, hi in self._writable_addresses
+            for lo, hi in self._readable_addresses
             if lo < end and hi >= address
         ]
 
@@ -234,14 +292,19 @@ class SimulatedMeter:
                 hi = min(entry.address + entry.count, end)
                 if lo < hi:
                     words = self._encoded(i)
+                    if self.clock_offset is not None and entry.name.startswith(_CLOCK_PREFIX):
+                        del self._words[i]  # the set clock ticks even when values are frozen
                     out[lo - address : hi - address] = words[
                         lo - entry.address : hi - entry.address
                     ]
                     mapped += hi - lo
                 i += 1
-            for lo, hi in self._writable_overlap(address, end):
+            for lo, hi in self._readable_overlap(address, end):
                 for a in range(lo, hi):
-                    out[a - address] = self.scratch.get(a, 0)
+                    special = self.commands.reads(a)
+                    if a == SEMAPHORE_ADDRESS:
+                        special = self.commands.take()
+                    out[a - address] = self.scratch.get(a, 0) if special is None else special
                 mapped += hi - lo
         if mapped == 0:
             raise ModbusExceptionReply(ILLEGAL_ADDRESS, "no mapped register in the range")
@@ -264,5 +327,8 @@ class SimulatedMeter:
         with self._lock:
             for offset, value in enumerate(values):
                 self.scratch[address + offset] = value
+        after = self.commands.written(address, values)
         if self.on_write is not None:
             self.on_write(self, address, values)
+        if after is not None:
+            after()

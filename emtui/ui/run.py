@@ -58,12 +58,20 @@ def open_engine(config: Config, settings: ConnectionSettings) -> tuple[Engine, s
     return session, ""
 
 
-def run_app(config: Config, settings: ConnectionSettings, keymap: Mapping[str, str]) -> int:
-    """Run the app on the configured bus until the technician quits."""
+def run_app(
+    config: Config,
+    settings: ConnectionSettings,
+    keymap: Mapping[str, str],
+    allow_writes: bool = False,
+) -> int:
+    """Run the app on the configured bus until the technician quits (``allow_writes``: the
+    session may write; see :meth:`BusSession.write`)."""
     from emtui.ui.app import EmtuiApp
 
     _log_to_file(config.state_dir)
     engine, note = open_engine(config, settings)
+    if isinstance(engine, BusSession):
+        engine.allow_writes = allow_writes
     app = EmtuiApp(engine, config=config, keymap=keymap, note=note, start_engine=False)
     app.run()
     return 0

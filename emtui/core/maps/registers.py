@@ -69,6 +69,7 @@ _MAP_KEYS = {
     "na",
     "identify",
     "max_gap",
+    "commands",
 }
 _ENTRY_KEYS = {
     "name",
@@ -159,6 +160,8 @@ class RegisterMap:
         na: N/A sentinel per map type, as an unsigned integer over the value's registers.
         identify: roles (``model``, ``name``, ``serial``...) to entry names read on a scan.
         max_gap: the longest run of unwanted registers the planner may read through.
+        commands: command-interface defaults by name (``ascii_timeout_default``), whole
+            numbers from ``[map.commands]``.
         entries: the entries in register order.
         path: the file the map came from (for messages).
     """
@@ -175,6 +178,7 @@ class RegisterMap:
     na: Mapping[str, int] = field(default_factory=dict)
     identify: Mapping[str, str] = field(default_factory=dict)
     max_gap: int | None = None
+    commands: Mapping[str, int] = field(default_factory=dict)
     path: str = ""
 
     def __iter__(self) -> Iterator[RegisterEntry]:
@@ -354,6 +358,13 @@ def _build_map(data: dict[str, Any], origin: str) -> RegisterMap:
     ):
         raise _err(origin, "[map.identify]", "must be a table of role = entry name (strings)")
     identify: dict[str, str] = dict(raw_identify)
+    raw_commands = head.get("commands", {})
+    if not isinstance(raw_commands, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF
+        for v in raw_commands.values()
+    ):
+        raise _err(origin, "[map.commands]", "must be a table of name = whole number 0-65535")
+    commands: dict[str, int] = dict(raw_commands)
 
     raw_entries = data.get("register", [])
     if not isinstance(raw_entries, list) or not raw_entries:
@@ -401,6 +412,7 @@ def _build_map(data: dict[str, Any], origin: str) -> RegisterMap:
         na=na,
         identify=identify,
         max_gap=max_gap,
+        commands=commands,
         path=origin,
     )
 
