@@ -49,6 +49,10 @@ def run(argv: Sequence[str]) -> int:
         return commands.read(args)
     if command == "map":
         return commands.show_map(args)
+    if command == "ports":
+        from emtui.cli.ports import ports
+
+        return ports(args)
     if command == "sim":
         from emtui.sim.command import run as run_sim
 

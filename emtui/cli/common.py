@@ -51,7 +51,17 @@ class CliError(Exception):
         self.code = code
 
 
-SUBCOMMANDS = ("scan", "read", "map", "sim", "config", "upload", "status", "service")
+SUBCOMMANDS = (
+    "scan",
+    "read",
+    "map",
+    "sim",
+    "config",
+    "upload",
+    "status",
+    "service",
+    "ports",
+)
 
 NO_ANSWER_ADVICE = (
     "no device answered. Likely causes: wrong baud or parity (EM6400NG factory setting is "

@@ -193,6 +193,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--config", help="config file")
         parser.add_argument("--state-dir", help="upload queue, status file and port lock")
         _add_json(parser)
+    elif command == "ports":
+        parser.description = "List serial ports: USB ids, /dev/serial/by-id names, who holds them."
+        parser.add_argument("devices", nargs="*", metavar="DEVICE", help="also describe these")
+        _add_json(parser)
     elif command == "service":
         parser.description = "Print or install the systemd unit that runs emtui --log at boot."
         parser.add_argument("action", choices=("print", "install"))
