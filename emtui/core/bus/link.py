@@ -472,7 +472,13 @@ class RtuLink(Link):
             self.close()
             raise LinkError(f"{s.port}: connection lost ({exc}); check the adapter") from None
         reply.stale = stale
-        self._last_rx_end = time.monotonic()
+        if reply.outcome is Outcome.TIMEOUT and not reply.received:
+            # Nothing came back: the line has been silent since the request's last byte, so
+            # the next request owes no further 3.5-character silence (a scan's silent ids
+            # would otherwise pay it 243 times).
+            self._last_rx_end = start + len(frame) * s.char_time
+        else:
+            self._last_rx_end = time.monotonic()
         return reply
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
@@ -519,7 +525,10 @@ class RtuLink(Link):
             # classify (almost always noise or a collision).
             rest = self._read_until_quiet(deadline)
             return _classify_rtu(head + rest, device_id, sent, time.monotonic() - start)
-        body = self._read_exact(length - 3, deadline)
+        # A reply whose first bytes came before the deadline is read whole: cut off at the
+        # deadline, its tail would be flushed as noise and a slow meter's late reply lost.
+        rest_time = (length - 3) * self.settings.char_time
+        body = self._read_exact(length - 3, max(deadline, time.monotonic() + rest_time + 0.005))
         rtt = time.monotonic() - start
         received = head + body
         if len(received) < length:
