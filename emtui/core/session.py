@@ -120,6 +120,7 @@ class Engine(Protocol):
         on_found: Callable[[FoundDevice], object],
     ) -> ScanReport: ...
     def cancel_scan(self) -> None: ...
+    def scan_eta(self) -> float | None: ...
     def reconnect(self, settings: ConnectionSettings) -> None: ...
     def set_meters(self, meters: Sequence[MeterConfig]) -> None: ...
     def start_logging(self) -> LoggingState: ...
@@ -472,6 +473,11 @@ class BusSession:
             return scanner.scan(list(ids), list(expected), stop_early=False)
         finally:
             self._scanner = None
+
+    def scan_eta(self) -> float | None:
+        """Seconds the running scan still needs (the scanner's estimate); None when none runs."""
+        scanner = self._scanner
+        return scanner.eta() if scanner is not None else None
 
     def cancel_scan(self) -> None:
         """Stop a running scan after the probe on the wire."""

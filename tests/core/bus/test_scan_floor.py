@@ -112,7 +112,7 @@ def test_eta_matches_the_duration(run: int) -> None:
     within 15 % of the scan's actual duration."""
     with _paced([1, 2, 3, 4]) as bus:
         report, _, progress = _scan(bus, list(range(1, 101)))
-    done, eta, elapsed = next(p for p in progress if p[0] == 10)
+    _done, eta, elapsed = next(p for p in progress if p[0] == 10)
     predicted = elapsed + eta
     assert abs(predicted - report.duration) <= 0.15 * report.duration, (
         predicted,
