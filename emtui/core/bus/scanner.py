@@ -4,7 +4,8 @@ Any reply, even a Modbus exception, means a device is at that id — except the 
 a Modbus TCP gateway gives for an id with nothing behind it. The first pass never
 retries; until the first reply the timeout is generous enough for a slow meter at this baud,
 after it the timeout is the p99 of the response times actually seen plus a small margin, so
-247 ids cost about Σ(request wire time + that timeout): seconds, not minutes. A second pass with the generous timeout retries the expected ids that were missed.
+247 ids cost about Σ(request wire time + that timeout): seconds, not minutes. A second pass
+with the generous timeout retries the expected ids that were missed.
 The link flushes stale bytes before every request, so a late reply is never credited to the
 next id. A found meter is identified by reading the map's identity registers.
 
