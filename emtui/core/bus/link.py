@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import serial
+import serial.rfc2217
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 
@@ -99,11 +100,15 @@ class ConnectionSettings:
 
     @property
     def kind(self) -> str:
-        """``serial``, ``socket`` (RTU frames over TCP) or ``tcp`` (Modbus TCP)."""
+        """``serial``, ``socket`` (RTU frames over TCP), ``rfc2217`` (RTU frames to a serial
+        device server, which sets its port to our baud, parity and stop bits) or ``tcp``
+        (Modbus TCP)."""
         if self.port.startswith("socket://"):
             return "socket"
         if self.port.startswith("tcp://"):
             return "tcp"
+        if self.port.startswith("rfc2217://"):
+            return "rfc2217"
         return "serial"
 
     @property
@@ -395,7 +400,8 @@ class RtuLink(Link):
                 stopbits=s.stopbits,
                 bytesize=s.bytesize,
                 timeout=0.1,
-                write_timeout=2.0,
+                # pyserial's RFC 2217 client refuses a write timeout (its writes go to a socket)
+                write_timeout=None if s.kind == "rfc2217" else 2.0,
                 exclusive=True if s.kind == "serial" else None,
             )
         except serial.SerialException as exc:
@@ -436,7 +442,10 @@ class RtuLink(Link):
         waiting = self._serial.in_waiting
         if waiting:
             stale = self._serial.read(waiting)
-        self._serial.reset_input_buffer()
+        if not isinstance(self._serial, serial.rfc2217.Serial):
+            # (the RFC 2217 client waits for the server to confirm a purge: 50 ms or more per
+            # request; reading what is waiting has emptied its buffer already)
+            self._serial.reset_input_buffer()
         if stale and self._pending:
             for frame in _rtu_frames(stale):
                 self._late_frame(frame, None)
@@ -489,7 +498,7 @@ class RtuLink(Link):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            ser.timeout = remaining
+            _set_timeout(ser, remaining)
             chunk = ser.read(size - len(buf))
             if not chunk:
                 break
@@ -559,7 +568,7 @@ class RtuLink(Link):
         quiet = max(0.02, 10 * self.settings.char_time)
         buf = bytearray()
         while time.monotonic() < deadline:
-            ser.timeout = min(quiet, max(0.0, deadline - time.monotonic()))
+            _set_timeout(ser, min(quiet, max(0.0, deadline - time.monotonic())))
             chunk = ser.read(256)
             if not chunk:
                 break
@@ -727,6 +736,19 @@ class _Closed(Exception):
     """The peer closed the TCP connection."""
 
 
+def _set_timeout(ser: Any, timeout: float) -> None:
+    """Set a pyserial port's read timeout.
+
+    pyserial's RFC 2217 client renegotiates every line setting with the server, and sleeps at
+    least 50 ms, whenever ``timeout`` is assigned; its ``read`` only consults ``_timeout``, so
+    that is set directly there (every other port: the public property, a cheap tcsetattr).
+    """
+    if isinstance(ser, serial.rfc2217.Serial):
+        ser._timeout = timeout
+    else:
+        ser.timeout = timeout
+
+
 def open_link(settings: ConnectionSettings) -> Link:
     """Create (not yet open) the link for ``settings.port``."""
     if settings.kind == "tcp":
@@ -738,7 +760,7 @@ def _translate_open_error(s: ConnectionSettings, exc: BaseException) -> LinkErro
     """Turn an error from opening the port into advice a technician can act on."""
     err = getattr(exc, "errno", None)
     text = str(exc)
-    if s.kind == "socket":
+    if s.kind in ("socket", "rfc2217"):
         return LinkError(f"{s.port}: cannot connect ({text}); is the simulator or gateway running?")
     if err == errno.ENOENT or "No such file" in text:
         return PortNotFound(describe_missing_port(s.port))
