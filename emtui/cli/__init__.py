@@ -49,6 +49,10 @@ def run(argv: Sequence[str]) -> int:
         return commands.read(args)
     if command == "map":
         return commands.show_map(args)
+    if command == "detect":
+        from emtui.cli.detect import detect
+
+        return detect(args)
     if command == "ports":
         from emtui.cli.ports import ports
 

@@ -61,6 +61,7 @@ SUBCOMMANDS = (
     "status",
     "service",
     "ports",
+    "detect",
 )
 
 NO_ANSWER_ADVICE = (

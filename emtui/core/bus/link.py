@@ -353,6 +353,13 @@ class Link:
         """
         raise NotImplementedError
 
+    def retune(self, settings: ConnectionSettings) -> None:
+        """Take other line settings (baud, parity, stop bits) on the same port: in place
+        where the port is open (a serial device server hears of it by RFC 2217), else at the
+        next open. Late replies owed are forgotten (they were at the old settings)."""
+        self.settings = settings
+        self._init_late()
+
     def drain_late(self, window: float) -> float | None:
         """Wait up to ``window`` s for a late reply and discard it.
 
@@ -420,6 +427,35 @@ class RtuLink(Link):
             # Without it Nagle holds a request back while the previous one (to a silent id)
             # is unacknowledged: ~20-40 ms, so its reply lands in the next request's window.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def retune(self, settings: ConnectionSettings) -> None:
+        """See :meth:`Link.retune`; a port that rejects the settings is closed (LinkError)."""
+        if settings.port != self.settings.port:
+            raise ValueError("retune changes the line settings, not the port")
+        self.settings = settings
+        self._init_late()
+        if self._serial is None:
+            self.open()  # closed by an earlier refusal: does the port take these?
+            return
+        try:
+            if isinstance(self._serial, serial.rfc2217.Serial):
+                _rfc2217_retune(self._serial, settings)
+            else:
+                self._serial.apply_settings(
+                    {
+                        "baudrate": settings.baud,
+                        "parity": settings.parity.upper(),
+                        "stopbits": settings.stopbits,
+                        "bytesize": settings.bytesize,
+                    }
+                )
+            applied = settings.kind != "serial" or _parity_applied(self._serial, settings.parity)
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            self.close()
+            raise _rejected_settings(settings, str(exc)) from None
+        if not applied:
+            self.close()
+            raise _rejected_settings(settings, "parity not applied")
 
     def close(self) -> None:
         """Close the port."""
@@ -734,6 +770,29 @@ class TcpLink(Link):
 
 class _Closed(Exception):
     """The peer closed the TCP connection."""
+
+
+def _rfc2217_retune(ser: Any, s: ConnectionSettings) -> None:
+    """Send new line settings to an RFC 2217 server and wait for its acknowledgements.
+
+    pyserial's own path (``apply_settings``) sleeps 50 ms before looking for the answers and
+    another 50 ms re-sending the flow control: 0.1 s per change, which serial-settings
+    detection (dozens of changes) would pay over and over. This sends the same four
+    COM-PORT-OPTION requests and polls for the answers every millisecond.
+    """
+    r = serial.rfc2217
+    ser._baudrate, ser._bytesize = s.baud, s.bytesize
+    ser._parity, ser._stopbits = s.parity.upper(), s.stopbits
+    options = ser._rfc2217_port_settings
+    options["baudrate"].set(struct.pack("!I", s.baud))
+    options["datasize"].set(struct.pack("!B", s.bytesize))
+    options["parity"].set(struct.pack("!B", r.RFC2217_PARITY_MAP[s.parity.upper()]))
+    options["stopsize"].set(struct.pack("!B", r.RFC2217_STOPBIT_MAP[s.stopbits]))
+    deadline = time.monotonic() + max(1.0, float(ser._network_timeout))
+    while not all(o.active for o in options.values()):
+        if time.monotonic() > deadline:
+            raise serial.SerialException("the server did not accept the new line settings")
+        time.sleep(0.001)
 
 
 def _set_timeout(ser: Any, timeout: float) -> None:

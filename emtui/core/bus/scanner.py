@@ -128,6 +128,8 @@ class Scanner:
         identify: read the identity registers of each device found.
         on_progress: called with (ids done, ids total, current id) before each probe.
         on_found: called with each device as soon as it has answered (and been identified).
+        late_tail: how long the end of the first pass listens for late replies (default
+            :data:`LATE_TAIL`; 0: not at all).
     """
 
     def __init__(
@@ -138,8 +140,10 @@ class Scanner:
         identify: bool = True,
         on_progress: Callable[[int, int, int], None] | None = None,
         on_found: Callable[[FoundDevice], None] | None = None,
+        late_tail: float = LATE_TAIL,
     ) -> None:
         self.arbiter = arbiter
+        self.late_tail = late_tail
         self.map = rmap
         self.identify = identify
         self.on_progress = on_progress
@@ -155,6 +159,10 @@ class Scanner:
         self._tail_left = False
         self._second_left = 0
         self._silent_costs: list[float] = []
+        self.floor = 0.0
+        """The line's floor for the probes made so far: Σ (request wire time + reply wait) —
+        the timeout, which counts from the request's first byte — over silent ids, plus what
+        found devices (probe and identification) and the late tail took."""
 
     def _on_traffic(self, record: TrafficRecord) -> None:
         if record.outcome is Outcome.LATE:  # on the bus thread: only note it
@@ -220,7 +228,7 @@ class Scanner:
         settings = self.arbiter.settings
         remaining = self._left * self._silent_cost()
         if self._tail_left:
-            remaining += LATE_TAIL
+            remaining += self.late_tail
         if self._second_left:
             generous = settings.timeout if settings.timeout is not None else None
             per = (generous or self.probe_timeout(True)) + LATE_WAIT
@@ -255,13 +263,18 @@ class Scanner:
                     if self.on_progress:
                         self.on_progress(index, len(ids), device_id)
                     learned = self.p99() is not None and self.arbiter.settings.timeout is None
+                    timeout = self.probe_timeout(False)
                     began = time.monotonic()
                     device = self._probe(device_id, start, generous=False)
                     self._left -= 1
                     if device:
                         found[device_id] = device
+                        self.floor += time.monotonic() - began
                     else:
                         self._silent_costs.append(time.monotonic() - began)
+                        # the timeout counts from the request's first byte: it covers the
+                        # request's wire time too
+                        self.floor += timeout
                         learned_silent += learned
                     self._take_late(wanted, found, start)
                     if stop_early and expected_set and expected_set <= found.keys():
@@ -271,7 +284,10 @@ class Scanner:
                 if not self.cancel_event.is_set() and not all_found:
                     if self.on_progress:
                         self.on_progress(len(ids), len(ids), 0)
-                    self.arbiter.listen_for_late(LATE_TAIL)
+                    if self.late_tail > 0:
+                        began = time.monotonic()
+                        self.arbiter.listen_for_late(self.late_tail)
+                        self.floor += time.monotonic() - began
                     self._take_late(wanted, found, start)
                 self._tail_left = False
                 self._left = 0
