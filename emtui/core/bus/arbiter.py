@@ -322,8 +322,9 @@ class BusArbiter:
         """
 
         def apply() -> None:
-            self.link.retune(settings)
+            # first: even when refused, the port is no longer at the old settings (closed)
             self.settings = settings
+            self.link.retune(settings)
             self._heard.clear()
             self._first_contact_done.clear()
             self._answered_last.clear()

@@ -201,10 +201,19 @@ class DetectReport:
         ids = {d.device.id for d in self.found}
         return [i for i in self.expected if i not in ids]
 
+    def settings_by_id(self) -> dict[int, list[SerialSettings]]:
+        """id → the settings it answered at (one meter may answer at more than one: over a
+        pty only the baud counts, and a UART at 8N2 may take 8N1 frames)."""
+        out: dict[int, list[SerialSettings]] = {}
+        for d in self.found:
+            out.setdefault(d.device.id, []).append(d.settings)
+        return out
+
     @property
     def mixed(self) -> bool:
-        """True when devices answered at more than one setting (one bus, one setting)."""
-        return len({d.settings for d in self.found}) > 1
+        """True when no one setting reaches every device found (one bus, one setting)."""
+        sets = [set(v) for v in self.settings_by_id().values()]
+        return bool(sets) and not set.intersection(*sets)
 
     def mixed_warning(self) -> str | None:
         """The warning about a bus with meters at mixed settings, or None."""
@@ -213,7 +222,9 @@ class DetectReport:
         groups: dict[SerialSettings, list[int]] = {}
         for d in self.found:
             groups.setdefault(d.settings, []).append(d.device.id)
-        parts = "; ".join(f"{s.describe()}: ids {format_ids(ids)}" for s, ids in groups.items())
+        parts = "; ".join(
+            f"{s.describe()}: ids {format_ids(sorted(set(ids)))}" for s, ids in groups.items()
+        )
         return (
             f"meters at mixed serial settings ({parts}): every meter on one bus must use the "
             "same baud, parity and stop bits — set them alike (emtui setup --new-baud/"

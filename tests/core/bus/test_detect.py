@@ -233,3 +233,18 @@ def test_detect_exits_3_naming_the_logger_that_holds_the_port(
     finally:
         logger.send_signal(signal.SIGTERM)
         logger.wait(30)
+
+
+def test_over_a_pty_parity_e_and_o_are_refused_and_listed() -> None:
+    """On a pty (no parity) detection skips the settings the port refuses, lists them, and
+    finds a 9600 baud meter at its baud; one meter answering at 8N1 and 8N2 (only the baud
+    counts on a pty) is not called a mixed bus."""
+    with SimulatedBus(ids=[3], seed=4) as bus:
+        bus.set_meter_settings(3, LineSettings(9600, "N", 1))
+        port = bus.start_pty()
+        code, doc, err = _detect("--port", port, "--ids", "1-4", "--only", "9600,19200")
+    assert code == 0, err
+    assert {f["id"] for f in doc["found"]} == {3}  # type: ignore[union-attr]
+    assert {f["baud"] for f in doc["found"]} == {9600}  # type: ignore[union-attr]
+    assert "9600 8E1" in doc["rejected"] and "19200 8O1" in doc["rejected"]  # type: ignore[operator]
+    assert doc["mixed_settings"] is None
