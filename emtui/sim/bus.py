@@ -51,6 +51,8 @@ from pymodbus.pdu.register_message import (
 
 from emtui.core.maps.registers import RegisterMap, load_map
 from emtui.sim.meter import (
+    _BAUD_CODES,
+    _PARITY_CODES,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
     ModbusExceptionReply,
@@ -473,6 +475,12 @@ class SimulatedBus:
             self._meter_line.pop(device_id, None)
         else:
             self._meter_line[device_id] = line
+        meter = self.meters.get(device_id)
+        if meter is not None:  # its communications entries report the settings it is at
+            shown = self.meter_settings(device_id)
+            meter.overrides["rs485_baud_rate"] = _BAUD_CODES.get(shown.baud, 0xFFFF)
+            meter.overrides["rs485_parity"] = _PARITY_CODES.get(shown.parity, 0xFFFF)
+            meter.invalidate()
 
     def meter_settings(self, device_id: int) -> LineSettings:
         """The serial settings the meter at ``device_id`` answers at."""

@@ -112,3 +112,18 @@ def test_bad_meter_settings_are_one_line_and_exit_2(args: list[str], message: st
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_meter_reports_its_own_settings_in_its_comms_registers() -> None:
+    """A meter given its own settings reports them in its communications entries (baud code
+    1 = 9600, parity code 2 = none), read over RFC 2217 at those settings."""
+    from emtui.core.bus.reader import MeterReader
+
+    with SimulatedBus(ids=[1, 2], seed=9) as bus:
+        bus.set_meter_settings(2, LineSettings(9600, "N", 1))
+        url = bus.start_tcp(framing="rfc2217")
+        entries = [EM6400NG.get("rs485_baud_rate"), EM6400NG.get("rs485_parity")]
+        with BusArbiter(ConnectionSettings(port=url, baud=9600, parity="N")) as arbiter:
+            sample = MeterReader(arbiter, 2, EM6400NG, entries).read()
+    assert sample.values["rs485_baud_rate"].value == 1
+    assert sample.values["rs485_parity"].value == 2
