@@ -53,6 +53,13 @@ def detect(args: argparse.Namespace) -> int:
     DEVICE if an expected id was found at no setting."""
     config = effective_config(args, meters=False)
     base = settings_from(config)
+    if base.kind in ("socket", "tcp"):
+        raise CliError(
+            f"{base.port}: detect changes the line settings, which {base.kind}:// cannot carry "
+            "(the gateway's serial side is set on the gateway); use the serial device, or "
+            "rfc2217:// if the device server speaks RFC 2217",
+            ExitCode.USAGE,
+        )
     rmap = map_from_args(args.map or "em6400ng")
     ids = ids_from_text("1-247" if args.ids is None else args.ids, "--ids")
     expected = ids_from_text(args.expect, "--expect") if args.expect is not None else []

@@ -182,6 +182,17 @@ def test_eta_predicts_the_duration(bus: SimulatedBus) -> None:
     assert abs(elapsed + eta - report.duration) <= 0.15 * report.duration
 
 
+@pytest.mark.parametrize("port", ["socket://127.0.0.1:1", "tcp://127.0.0.1:1"])
+def test_detect_refuses_connections_without_serial_settings(port: str) -> None:
+    """Over socket:// or tcp:// the line settings cannot be changed: one line saying so and
+    what to use instead, exit 2, nothing opened."""
+    out = subprocess.run(
+        [*EMTUI, "detect", "--port", port], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "rfc2217://" in out.stderr
+
+
 def test_bad_only_is_one_line_exit_2() -> None:
     """--only with a malformed setting: one line naming it, exit 2, nothing opened."""
     out = subprocess.run(
