@@ -5,8 +5,11 @@
     wire-time lower bound of that register set (design §4: the cheapest set of FC03 requests,
     each (8 + 5 + 2N) characters + 7 characters of silence + the turnaround), and the same set
     read the old way: one request per value, round robin.
-(b) A full scan of ids 1-247 with the 4 meters present: total time, time until the 4th meter
-    was reported, phantom devices.
+(b) A full scan of ids 1-247 with the 4 meters present: total time (the goal: at most 11 s,
+    every meter found and identified, no tuning), time until the 4th meter was reported,
+    phantom devices, the learned silent-id timeout; then the first-pass rule: `emtui sim
+    --slow 3:S` makes meter 3 answer 3x slower than the others, and the first pass must still
+    find it.
 
 Both run the real RTU code path: pyserial on a pty (parity N; the simulator still paces 11
 bits per character) to the simulator on its own thread.
@@ -16,13 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from emtui.core.bus.arbiter import BusArbiter
 from emtui.core.bus.link import ConnectionSettings
 from emtui.core.bus.planner import ReadPlanner, transaction_chars
 from emtui.core.bus.reader import MeterReader
-from emtui.core.bus.scanner import FoundDevice, Scanner
+from emtui.core.bus.scanner import SLOW_FACTOR, FoundDevice, Scanner
 from emtui.core.maps.registers import load_map
 from emtui.sim.bus import SimulatedBus
 
@@ -87,6 +93,7 @@ def full_scan() -> None:
                 arbiter, rmap, on_found=lambda d: found.append((time.perf_counter() - t0, d))
             )
             report = scanner.scan(list(range(1, 248)))
+            timeout, p99 = scanner.probe_timeout(False), scanner.p99()
     ids = [d.id for d in report.devices]
     phantoms = [i for i in ids if i not in IDS]
     print("(b) full scan 1-247, 4 meters present, 19200 baud 11 bits, 20 ms turnaround")
@@ -96,6 +103,43 @@ def full_scan() -> None:
     print(
         f"    per silent id                 {(report.duration - found[-1][0]) / 243 * 1000:8.1f} ms"
     )
+    print(
+        f"    silent-id timeout             {timeout * 1000:8.1f} ms"
+        f"  (p99 of replies {(p99 or 0) * 1000:.1f} ms + margin)"
+    )
+    ok = report.duration <= 11.0 and ids == IDS and all(d.identity for d in report.devices)
+    print(f"    goal <= 11 s, all 4 identified {'met' if ok else 'NOT MET'}")
+    slow_first_pass()
+
+
+def slow_first_pass() -> None:
+    """The first-pass rule on `emtui sim --slow`: a meter 3x slower is found by pass one."""
+    rmap = load_map("em6400ng")
+    base = (8 + 7) * BITS / BAUD + TURNAROUND
+    extra = (SLOW_FACTOR - 1.0) * base
+    emtui = str(Path(sys.executable).with_name("emtui"))
+    sim = subprocess.Popen(
+        [emtui, "sim", "--pty", "--ids", "1-4", "--slow", f"3:{extra:.4f}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        port = sim.stdout.readline().strip()
+        with BusArbiter(ConnectionSettings(port=port, baud=BAUD, parity="N")) as arbiter:
+            report = Scanner(arbiter, rmap).scan(list(range(1, 248)))
+    finally:
+        sim.terminate()
+        sim.wait()
+    slow = next((d for d in report.devices if d.id == 3), None)
+    holds = slow is not None and not slow.second_pass and [d.id for d in report.devices] == IDS
+    print(f"(c) first-pass rule: emtui sim --slow 3:{extra:.3f} (meter 3 answers 3x slower)")
+    print(f"    found                         {[d.id for d in report.devices]}")
+    rtt = f"{slow.rtt_ms:.1f} ms{' (late reply)' if slow.late else ''}" if slow else "missed"
+    print(f"    meter 3 reply                 {rtt}")
+    print(f"    total                         {report.duration:8.2f} s")
+    print(f"    rule holds                    {'yes' if holds else 'NO'}")
 
 
 def main() -> None:

@@ -57,6 +57,14 @@ def run(argv: Sequence[str]) -> int:
         import importlib
 
         return int(getattr(importlib.import_module(f"emtui.cli.{command}"), command)(args))
+    if command == "detect":
+        from emtui.cli.detect import detect
+
+        return detect(args)
+    if command == "ports":
+        from emtui.cli.ports import ports
+
+        return ports(args)
     if command == "sim":
         from emtui.sim.command import run as run_sim
 

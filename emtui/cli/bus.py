@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from emtui.cli.common import (
@@ -77,15 +77,19 @@ def scan(args: argparse.Namespace) -> int:
         TextColumn("scanning id {task.fields[current]:>3}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
+        # the scanner's own estimate (the cost silent ids have had), not Rich's extrapolation
+        TextColumn("about {task.fields[eta]} left"),
         console=err,
         transient=True,
         disable=args.json or not err.is_terminal,
     )
-    task = progress.add_task("scan", total=len(ids), current=ids[0] if ids else 0)
+    task = progress.add_task("scan", total=len(ids), current=ids[0] if ids else 0, eta="?")
+    scanner: Scanner | None = None
 
     def on_progress(done: int, total: int, current: int) -> None:
-        progress.update(task, completed=done, current=current)
+        eta = scanner.eta() if scanner is not None else None
+        text = "?" if eta is None else f"{eta:.0f} s" if eta >= 10 else f"{eta:.1f} s"
+        progress.update(task, completed=done, current=current, eta=text)
 
     def on_found(device: FoundDevice) -> None:
         if not args.json:
@@ -122,6 +126,7 @@ def scan(args: argparse.Namespace) -> int:
                 "missing": report.missing,
                 "duration_s": round(report.duration, 3),
                 "stopped_early": report.stopped_early,
+                "slow_hint": report.slow_hint,
                 "stats": stats,
             }
         )
@@ -132,6 +137,8 @@ def scan(args: argparse.Namespace) -> int:
         out.print(summary)
         if report.missing:
             out.print(f"[bold red]missing:[/] {format_ids(report.missing)}")
+        if report.slow_hint:
+            err.print(f"note: {report.slow_hint}")
     if not report.devices:
         if not args.json:
             err.print(f"emtui: {NO_ANSWER_ADVICE}")

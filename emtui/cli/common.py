@@ -64,6 +64,8 @@ SUBCOMMANDS = (
     "setup",
     "clock",
     "check",
+    "ports",
+    "detect",
 )
 
 NO_ANSWER_ADVICE = (

@@ -228,6 +228,24 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--config", help="config file")
         parser.add_argument("--state-dir", help="upload queue, status file and port lock")
         _add_json(parser)
+    elif command == "detect":
+        parser.description = (
+            "Find devices whatever their serial settings: factory 9600 8E1 id 1 first, then "
+            "the connection's settings, then the rest; stops when every expected id answered."
+        )
+        _add_connection(parser, "ids to look at, e.g. 20-30 (default 1-247)")
+        parser.add_argument("--expect", help="ids you expect; detection stops once all answered")
+        parser.add_argument(
+            "--only",
+            metavar="SETTINGS",
+            help="only these settings: BAUD, FORMAT or BAUD:FORMAT, comma-separated "
+            "(e.g. 9600:8E1,19200 or 8N1)",
+        )
+        _add_json(parser)
+    elif command == "ports":
+        parser.description = "List serial ports: USB ids, /dev/serial/by-id names, who holds them."
+        parser.add_argument("devices", nargs="*", metavar="DEVICE", help="also describe these")
+        _add_json(parser)
     elif command == "service":
         parser.description = "Print or install the systemd unit that runs emtui --log at boot."
         parser.add_argument("action", choices=("print", "install"))

@@ -934,7 +934,7 @@ def _positive(hint: str, high: float | None = None) -> Callable[[Any], str | Non
 def _check_port(value: Any) -> str | None:
     if not value.strip():
         return "must not be empty — give a serial device such as /dev/serial/by-id/…"
-    for scheme in ("socket://", "tcp://"):
+    for scheme in ("socket://", "tcp://", "rfc2217://"):
         if value.startswith(scheme):
             host, sep, port_text = value[len(scheme) :].rpartition(":")
             if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:

@@ -178,6 +178,10 @@ class LoggerObserver:
     def cancel_scan(self) -> None:
         """Nothing runs."""
 
+    def scan_eta(self) -> float | None:
+        """No scan runs here."""
+        return None
+
     def reconnect(self, settings: ConnectionSettings) -> None:
         """Refused: the logger holds the bus."""
         raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")

@@ -132,6 +132,7 @@ class Engine(Protocol):
         on_found: Callable[[FoundDevice], object],
     ) -> ScanReport: ...
     def cancel_scan(self) -> None: ...
+    def scan_eta(self) -> float | None: ...
     def reconnect(self, settings: ConnectionSettings) -> None: ...
     def set_meters(self, meters: Sequence[MeterConfig]) -> None: ...
     def start_logging(self) -> LoggingState: ...
@@ -540,6 +541,11 @@ class BusSession:
         finally:
             self._scanner = None
             self._scan_cancel.clear()
+
+    def scan_eta(self) -> float | None:
+        """Seconds the running scan still needs (the scanner's estimate); None when none runs."""
+        scanner = self._scanner
+        return scanner.eta() if scanner is not None else None
 
     def cancel_scan(self) -> None:
         """Stop a running (or about to start) scan after the probe on the wire."""

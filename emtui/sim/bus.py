@@ -51,6 +51,8 @@ from pymodbus.pdu.register_message import (
 
 from emtui.core.maps.registers import RegisterMap, load_map
 from emtui.sim.meter import (
+    _BAUD_CODES,
+    _PARITY_CODES,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
     ModbusExceptionReply,
@@ -68,8 +70,103 @@ __all__ = [
     "quiet_pymodbus",
 ]
 
-Framing = Literal["rtu", "tcp"]
-"""``rtu``: RTU frames (CRC) on the byte stream; ``tcp``: Modbus TCP (MBAP header)."""
+Framing = Literal["rtu", "tcp", "rfc2217"]
+"""``rtu``: RTU frames (CRC) on the byte stream; ``tcp``: Modbus TCP (MBAP header);
+``rfc2217``: RTU frames inside a Telnet COM-port-control session (RFC 2217), which carries the
+client's baud, parity and stop bits — what a serial device server or ser2net speaks."""
+
+#: Data formats a meter may be set to (data bits, parity, stop bits).
+FORMATS = ("8E1", "8N1", "8O1", "8N2")
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """Serial settings: of a meter (it answers only a client at the same ones), or what a
+    client's port is set to.
+
+    Attributes:
+        baud: bit/s.
+        parity: ``E``, ``O`` or ``N``.
+        stopbits: 1 or 2.
+    """
+
+    baud: int
+    parity: str = "E"
+    stopbits: int = 1
+
+    @property
+    def bits_per_char(self) -> int:
+        """Start bit + 8 data bits + parity bit + stop bits."""
+        return 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits
+
+    @property
+    def char_time(self) -> float:
+        """Seconds one character takes at these settings."""
+        return self.bits_per_char / self.baud
+
+    def describe(self) -> str:
+        """E.g. ``9600 8E1``."""
+        return f"{self.baud} 8{self.parity}{self.stopbits}"
+
+    @classmethod
+    def parse(cls, baud: str, fmt: str) -> LineSettings:
+        """``("9600", "8E1")`` → settings; ValueError naming what is wrong."""
+        if not baud.isdigit() or int(baud) <= 0:
+            raise ValueError(f"baud must be a positive whole number, not {baud!r}")
+        text = fmt.upper()
+        if text not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        return cls(int(baud), text[1], int(text[2]))
+
+
+class _PortSettings:
+    """The serial-port object an RFC 2217 :class:`serial.rfc2217.PortManager` configures: it
+    only remembers what the client set (baud, parity, stop bits), as a device server's UART
+    would be set."""
+
+    def __init__(self) -> None:
+        self.name = "emtui-sim"
+        self.baudrate = 9600
+        self.bytesize = 8
+        self.parity = "N"
+        self.stopbits: float = 1
+        self.rts = self.dtr = True
+        self.break_condition = False
+        self.rtscts = self.xonxoff = False
+        self.cts = self.dsr = self.cd = True
+        self.ri = False
+
+    def reset_input_buffer(self) -> None:
+        """Nothing buffered here: requests are framed as they come."""
+
+    def reset_output_buffer(self) -> None:
+        """Nothing buffered here."""
+
+    def line(self) -> LineSettings:
+        """What the client set."""
+        return LineSettings(int(self.baudrate), str(self.parity), int(self.stopbits))
+
+
+#: termios speed constant → bit/s, to read the baud a client set on the pty.
+_TERMIOS_SPEEDS = {
+    getattr(termios, f"B{rate}"): rate
+    for rate in (
+        300,
+        600,
+        1200,
+        2400,
+        4800,
+        9600,
+        19200,
+        38400,
+        57600,
+        115200,
+        230400,
+        460800,
+        921600,
+    )
+    if hasattr(termios, f"B{rate}")
+}
 
 
 def quiet_pymodbus() -> None:
@@ -130,7 +227,8 @@ class ServedFrame:
             written by a write request.
         outcome: ``reply``, ``exception``, ``absent`` (no meter at the id), ``silent`` (a fault
             kept it quiet), ``corrupted`` (reply sent with a bad CRC), ``wrong_id`` (reply sent
-            from another id), ``broadcast`` (id 0: executed, never answered).
+            from another id), ``broadcast`` (id 0: executed, never answered), ``settings`` (the
+            client's serial settings are not the meter's: it heard noise and kept quiet).
         exception: the exception code sent, if any.
         reply: the exact bytes put on the line (empty when nothing was sent).
         port: the port or URL the request came in on.
@@ -264,6 +362,10 @@ class _Port:
     receiver: _Receiver | None
     send: Callable[[bytes], None]
     close: Callable[[], None]
+    #: the client's serial settings (None: unknown, every meter answers); with
+    #: ``baud_only`` only the baud is known (a pty: parity cannot be set on one)
+    line: Callable[[], LineSettings | None] = lambda: None
+    baud_only: bool = False
 
 
 class SimulatedBus:
@@ -340,6 +442,9 @@ class SimulatedBus:
         self.meters: dict[int, SimulatedMeter] = dict(meters)
         for each in self.meters.values():  # a communications setup moves a meter to a new id
             each.on_readdress = self._readdress
+        self.default_line = LineSettings(baud, "E" if bits_per_char >= 11 else "N", 1)
+        """The settings of every meter not given its own (:meth:`set_meter_settings`)."""
+        self._meter_line: dict[int, LineSettings] = {}
         self._faults: dict[int | None, Faults] = {}
         self._flap_epoch: dict[int | None, float] = {}
         self._faults_lock = threading.Lock()
@@ -357,6 +462,38 @@ class SimulatedBus:
         self._lifecycle = threading.Lock()
         self.urls: list[str] = []
         """The ports started so far, as returned by the start_* methods."""
+
+    # -- serial settings ----------------------------------------------------------------------
+
+    def set_meter_settings(self, device_id: int, line: LineSettings | None) -> None:
+        """Give a meter its own serial settings (None: back to :attr:`default_line`).
+
+        A meter with its own settings answers only a client whose port is at the same ones
+        (over RFC 2217, where the client's settings are known; over a pty the baud alone is
+        compared, a pty having no parity), paced at its own baud. Over ``socket://`` and
+        Modbus TCP the client's settings are unknown and every meter answers.
+        """
+        if line is None:
+            self._meter_line.pop(device_id, None)
+        else:
+            self._meter_line[device_id] = line
+        meter = self.meters.get(device_id)
+        if meter is not None:  # its communications entries report the settings it is at
+            shown = self.meter_settings(device_id)
+            meter.overrides["rs485_baud_rate"] = _BAUD_CODES.get(shown.baud, 0xFFFF)
+            meter.overrides["rs485_parity"] = _PARITY_CODES.get(shown.parity, 0xFFFF)
+            meter.invalidate()
+
+    def meter_settings(self, device_id: int) -> LineSettings:
+        """The serial settings the meter at ``device_id`` answers at."""
+        return self._meter_line.get(device_id, self.default_line)
+
+    def _client_line(self, port: _Port) -> LineSettings | None:
+        """The client's settings where they count (RFC 2217 always; a pty once some meter
+        has its own settings, so plain pty clients keep working at any baud)."""
+        if port.framing == "rfc2217" or (port.baud_only and self._meter_line):
+            return port.line()
+        return None
 
     # -- timing -------------------------------------------------------------------------------
 
@@ -446,7 +583,15 @@ class SimulatedBus:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-        port = _Port(path, "rtu", receiver, send, close)
+        def line() -> LineSettings | None:
+            try:
+                speed = termios.tcgetattr(master)[4]
+            except (termios.error, OSError):
+                return None
+            rate = _TERMIOS_SPEEDS.get(speed)
+            return None if rate is None else LineSettings(rate, "N", 1)
+
+        port = _Port(path, "rtu", receiver, send, close, line=line, baud_only=True)
 
         def on_readable() -> None:
             try:
@@ -472,8 +617,8 @@ class SimulatedBus:
         pyserial's URL handler talks) or ``tcp://HOST:PORT`` (Modbus TCP) for ``framing``
         ``"rtu"`` or ``"tcp"``. Clients may connect, disconnect and reconnect at will.
         """
-        if framing not in ("rtu", "tcp"):
-            raise ValueError(f"framing must be 'rtu' or 'tcp', not {framing!r}")
+        if framing not in ("rtu", "tcp", "rfc2217"):
+            raise ValueError(f"framing must be 'rtu', 'tcp' or 'rfc2217', not {framing!r}")
         loop = self._ensure_loop()
 
         async def start() -> asyncio.Server:
@@ -484,7 +629,7 @@ class SimulatedBus:
         url = ""
         server = asyncio.run_coroutine_threadsafe(start(), loop).result()
         bound = server.sockets[0].getsockname()
-        scheme = "socket" if framing == "rtu" else "tcp"
+        scheme = {"rtu": "socket", "tcp": "tcp", "rfc2217": "rfc2217"}[framing]
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         url = f"{scheme}://{shown}:{bound[1]}"
         self._servers.append(server)
@@ -498,17 +643,37 @@ class SimulatedBus:
         framing: Framing,
         url: str,
     ) -> None:
-        def send(data: bytes) -> None:
+        def write(data: bytes) -> None:
             if not writer.is_closing():
                 writer.write(data)
 
         sock = writer.get_extra_info("socket")
         if sock is not None:  # a reply must not wait for the client's delayed ACK (Nagle)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        port = _Port(url, framing, _Receiver(framing, self._gap()), send, writer.close)
+        manager: Any = None
+        uart = _PortSettings()
+        if framing == "rfc2217":
+            from serial.rfc2217 import PortManager
+
+            class _Connection:
+                def write(self, data: bytes) -> None:
+                    write(data)
+
+            # starts the Telnet negotiation; the client's settings then land on ``uart``
+            manager = PortManager(uart, _Connection())
+
+        def send(data: bytes) -> None:
+            write(data if manager is None else b"".join(manager.escape(data)))
+
+        receiver = _Receiver("tcp" if framing == "tcp" else "rtu", self._gap())
+        port = _Port(url, framing, receiver, send, writer.close, line=uart.line)
         self._ports.append(port)
         try:
             while data := await reader.read(4096):
+                if manager is not None:
+                    data = b"".join(manager.filter(data))  # Telnet commands answered/applied
+                    if not data:
+                        continue
                 self._received(port, data)
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -608,10 +773,17 @@ class SimulatedBus:
         return merged, down
 
     def _readdress(self, meter: SimulatedMeter, old: int, new: int) -> None:
-        """Serve ``meter`` at ``new`` instead of ``old`` (command 5000 re-addressed it)."""
+        """Command 5000 set ``meter``'s address, baud and parity: serve it at ``new`` and at
+        its new line settings from now on (it answers a client at the old ones no more)."""
+        before = self._meter_line.pop(old, None) or self.default_line
         if self.meters.get(old) is meter:
             del self.meters[old]
         self.meters[new] = meter
+        # 8N1 or 8N2 after a change to parity None is undocumented: the simulator takes 8N1
+        stopbits = before.stopbits if meter.parity == before.parity else 1
+        line = LineSettings(meter.baud, meter.parity, stopbits)
+        if line != self.default_line or self._meter_line:
+            self._meter_line[new] = line
 
     # -- observation --------------------------------------------------------------------------
 
@@ -644,7 +816,7 @@ class SimulatedBus:
     def _received(self, port: _Port, data: bytes) -> None:
         assert self._loop is not None and self._queue is not None and port.receiver is not None
         now = self._loop.time()
-        if self.echo and port.framing == "rtu":
+        if self.echo and port.framing != "tcp":
             port.send(data)  # the adapter's receiver hears the transmitter
         before = port.receiver.discarded
         frames = port.receiver.feed(data, now)
@@ -667,10 +839,22 @@ class SimulatedBus:
     def _serve(self, frame: _Frame, port: _Port) -> None:
         """Answer one request: decide the reply now, put it on the line when it is due."""
         assert self._loop is not None
-        char = self.char_time if self.line_timing else 0.0
+        dev = frame.device_id
+        client = self._client_line(port)
+        own = self.meter_settings(dev)
+        # at the client's settings, a meter at others hears noise: it stays silent
+        mismatch = client is not None and (
+            client.baud != own.baud
+            or (
+                not port.baud_only
+                and (client.parity, client.stopbits) != (own.parity, own.stopbits)
+            )
+        )
+        # paced at the meter's own settings where they are in play, else at the bus's
+        line_char = own.char_time if (client is not None or dev in self._meter_line) else None
+        char = (line_char or self.char_time) if self.line_timing else 0.0
         start = max(frame.arrival, self._line_free)
         request_end = start + (len(frame.pdu) + 3) * char
-        dev = frame.device_id
         request = DecodePDU(is_server=True).decode(frame.pdu)
         function = frame.pdu[0] if frame.pdu else 0
         address, count, written = _request_fields(request)
@@ -702,6 +886,12 @@ class SimulatedBus:
             log("broadcast")
             return
         faults, flapping_down = self._effective(dev)
+        if meter is not None and mismatch:
+            self._line_free = request_end + 3.5 * char
+            with self._served_lock:
+                self._counters.dropped[dev] += 1
+            log("settings")
+            return
         if meter is None or faults.absent or flapping_down:
             self._line_free = request_end + 3.5 * char
             with self._served_lock:
@@ -719,7 +909,7 @@ class SimulatedBus:
             response.dev_id = dev % 247 + 1
             outcome = "wrong_id"
         framer: FramerRTU | FramerSocket = (
-            FramerRTU(DecodePDU(False)) if port.framing == "rtu" else FramerSocket(DecodePDU(False))
+            FramerSocket(DecodePDU(False)) if port.framing == "tcp" else FramerRTU(DecodePDU(False))
         )
         data = framer.buildFrame(response)
         if faults.crc_noise > 0 and self._rng.random() < faults.crc_noise:
@@ -808,7 +998,7 @@ def _request_fields(request: ModbusPDU | None) -> tuple[int, int, tuple[int, ...
 def _corrupt(data: bytes, rng: random.Random, framing: Framing) -> bytes:
     """Flip bits in one byte after the device id: the CRC (or, over Modbus TCP, the
     contents) no longer match. CRC-16 catches every single-byte error."""
-    first = 1 if framing == "rtu" else 7
+    first = 7 if framing == "tcp" else 1
     buf = bytearray(data)
     index = rng.randrange(first, len(buf))
     buf[index] ^= rng.randrange(1, 256)

@@ -18,7 +18,7 @@ from types import FrameType
 
 from emtui.core.bus.ids import format_ids, parse_ids
 from emtui.core.maps.registers import MapError, load_map
-from emtui.sim.bus import SimulatedBus, quiet_pymodbus
+from emtui.sim.bus import LineSettings, SimulatedBus, quiet_pymodbus
 from emtui.sim.pump import DutyCycle
 from emtui.sim.wiring import Wiring, parse_wiring
 
@@ -87,9 +87,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--framing",
-        choices=("rtu", "tcp"),
+        choices=("rtu", "tcp", "rfc2217"),
         default="rtu",
-        help="with --listen: RTU frames over TCP (socket://, default) or Modbus TCP (tcp://)",
+        help="with --listen: RTU frames over TCP (socket://, default), Modbus TCP (tcp://) or "
+        "RTU through RFC 2217 (rfc2217://: the client's baud, parity and stop bits reach the "
+        "simulator, like a serial device server)",
+    )
+    parser.add_argument(
+        "--meter-settings",
+        action="append",
+        default=[],
+        metavar="IDS:BAUD:FORMAT",
+        help="these meters' own serial settings, e.g. 1:9600:8E1 (FORMAT 8E1, 8N1, 8O1, 8N2; "
+        "repeatable): they answer only a client at those settings (over --framing rfc2217; "
+        "on a pty the baud alone)",
     )
     parser.add_argument(
         "--ids", type=_ids, default=[1, 2, 3, 4], metavar="RANGE", help="meter ids (default 1-4)"
@@ -233,6 +244,20 @@ def _apply_faults(bus: SimulatedBus, args: argparse.Namespace) -> list[str]:
             bus.set_fault(device, **{key: _probability(fraction)})
             scope = f"id {ident}" if ident else "all ids"
             notes.append(f"{key.replace('_', ' ')}: {fraction} of replies ({scope})")
+    for text in args.meter_settings:
+        fields = text.rsplit(":", 2)
+        if len(fields) != 3:
+            raise ValueError(
+                f"--meter-settings {text!r}: expected IDS:BAUD:FORMAT, e.g. 1:9600:8E1"
+            )
+        try:
+            ids = parse_ids(fields[0])
+            line = LineSettings.parse(fields[1], fields[2])
+        except ValueError as exc:
+            raise ValueError(f"--meter-settings {text!r}: {exc}") from None
+        for device_id in ids:
+            bus.set_meter_settings(device_id, line)
+        notes.append(f"settings: ids {format_ids(ids)} at {line.describe()}")
     for text in args.flap:
         ident, down, up = _split("--flap", text, 3)
         device_id, down_s, up_s = (
@@ -304,6 +329,14 @@ def run(args: argparse.Namespace) -> int:
         notes = _apply_faults(bus, args)
     except ValueError as exc:
         print(f"emtui sim: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if args.meter_settings and args.listen is not None and args.framing != "rfc2217":
+        url = "socket://" if args.framing == "rtu" else "tcp://"
+        print(
+            f"emtui sim: --meter-settings cannot be honoured over {url}, which carries no "
+            "serial settings; use --framing rfc2217 (or --pty, where the baud is compared)",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
 
     stop = threading.Event()

@@ -217,7 +217,7 @@ class SimulatedMeter:
             rs485_parity=_PARITY_CODES.get(parity, 0xFFFF),
         )
         self.invalidate()
-        if self.on_readdress is not None and address != old:
+        if self.on_readdress is not None:  # the bus moves it (id and line settings)
             self.on_readdress(self, old, address)
 
     def _encoded(self, index: int) -> list[int]:

@@ -25,11 +25,13 @@ class SamplesRead(Message, bubble=False):
 class ScanProgressed(Message, bubble=False):
     """The scan is about to probe ``current`` (``done`` of ``total`` ids probed)."""
 
-    def __init__(self, done: int, total: int, current: int) -> None:
+    def __init__(self, done: int, total: int, current: int, eta: float | None = None) -> None:
         super().__init__()
         self.done = done
         self.total = total
         self.current = current
+        self.eta = eta
+        """Seconds the scan still needs by the scanner's estimate (None: not known)."""
 
     def can_replace(self, message: Message) -> bool:
         """A newer progress report makes an unhandled older one pointless."""

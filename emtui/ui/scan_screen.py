@@ -164,7 +164,9 @@ class ScanScreen(Screen[None]):
             report = self.engine.scan(
                 ids,
                 expected,
-                on_progress=lambda d, t, c: self.post_message(ScanProgressed(d, t, c)),
+                on_progress=lambda d, t, c: self.post_message(
+                    ScanProgressed(d, t, c, self.engine.scan_eta())
+                ),
                 on_found=lambda device: self.post_message(DeviceFound(device)),
             )
         except (LinkError, RuntimeError) as exc:
@@ -201,8 +203,9 @@ class ScanScreen(Screen[None]):
         self._progress = (message.done, message.total, message.current)
         self.query_one(ProgressBar).update(total=message.total, progress=message.done)
         if message.current:
+            eta = "" if message.eta is None else f" · about {message.eta:.0f} s left"
             self._status(
-                f"Scanning id {message.current} ({message.done}/{message.total}) · "
+                f"Scanning id {message.current} ({message.done}/{message.total}){eta} · "
                 f"{len(self.found)} found · escape cancels"
             )
 

@@ -204,3 +204,35 @@ def test_readdress_on_a_pty_seen_by_mbpoll(tmp_path: Path) -> None:
         gone = poll("1")
         assert gone.returncode != 0
         assert bus.meters[4].baud == 19200
+
+
+def test_factory_fresh_meter_over_rfc2217_moves_to_its_new_settings(tmp_path: Path) -> None:
+    """Over RFC 2217, where the simulator knows the client's line settings: a factory-fresh
+    meter (9600 8E1, id 1) set to id 7, 19200 8E1 answers at id 7 at 19200 and at nothing at
+    9600 (neither id 1 nor id 7) — checked by scans at both settings and by plain pyserial."""
+    from emtui.sim.bus import LineSettings
+
+    with SimulatedBus(ids=[1], baud=9600, line_timing=False, seed=22) as bus:
+        bus.set_meter_settings(1, LineSettings(9600, "E", 1))
+        url = bus.start_tcp(framing="rfc2217")
+        assert url.startswith("rfc2217://")
+        result = emtui(tmp_path, *_setup(url, tmp_path, "--allow-writes", "--yes"))
+        assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+        assert bus.meter_settings(7) == LineSettings(19200, "E", 1)
+
+        def scan(baud: str) -> list[int]:
+            done = emtui(
+                tmp_path, "scan", "--port", url, "--baud", baud, "--parity", "E",
+                "--ids", "1-10", "--all", "--no-identify", "--json",
+            )  # fmt: skip
+            return [d["id"] for d in json.loads(done.stdout)["devices"]] if done.stdout else []
+
+        assert scan("19200") == [7]
+        assert scan("9600") == []
+        with serial.serial_for_url(url, baudrate=19200, parity="E", timeout=0.5) as port:
+            framer = FramerRTU(DecodePDU(is_server=False))
+            port.write(
+                framer.buildFrame(ReadHoldingRegistersRequest(address=6499, count=4, dev_id=7))
+            )
+            reply = port.read(13)
+        assert len(reply) == 13 and reply[0] == 7 and reply[1] == 3

@@ -84,6 +84,8 @@ class ScriptedEngine:
         self.cancelled = False
         self.scan_gate: threading.Event | None = None
         """When set to an Event, a scan waits on it after probing each id (tests cancel then)."""
+        self.eta: float | None = None
+        """What scan_eta() answers."""
 
     # -- the Engine surface -------------------------------------------------------------------
 
@@ -147,6 +149,9 @@ class ScriptedEngine:
 
     def cancel_scan(self) -> None:
         self.cancelled = True
+
+    def scan_eta(self) -> float | None:
+        return self.eta
 
     def reconnect(self, settings: ConnectionSettings) -> None:
         if self.logging:  # as BusSession

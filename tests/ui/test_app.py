@@ -197,6 +197,29 @@ async def test_scan_cancel_rescan_at_other_settings_and_open_tabs(tmp_path: Path
         assert app.query("#meter-5")
 
 
+async def test_scan_progress_shows_the_engines_eta(tmp_path: Path) -> None:
+    """The scan screen's progress line shows the time left by the engine's estimate
+    (scan_eta), carried on ScanProgressed."""
+    app, engine = make_app(tmp_path)
+    engine.scan_result = []
+    engine.eta = 42.4
+    engine.scan_gate = threading.Event()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ScanScreen)
+        screen.query_one("#ids").value = "1-6"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert "about 42 s left" in screen_text(app)
+        engine.scan_gate.set()
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if not screen.running:
+                break
+
+
 async def test_scan_writes_the_meters_into_the_config_keeping_comments(tmp_path: Path) -> None:
     """w writes id, label and map of new meters into the loaded config with tomlkit; comments and
     other settings stay, and the result passes emtui config check."""

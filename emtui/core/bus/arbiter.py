@@ -101,6 +101,7 @@ class _Job:
     respect_backoff: bool = field(compare=False)
     future: Future[Reply] = field(compare=False)
     late_wait: float | None = field(compare=False, default=None)
+    action: Callable[[], None] | None = field(compare=False, default=None)  # run on the bus
 
 
 @dataclass(slots=True)
@@ -310,6 +311,45 @@ class BusArbiter:
             self._cond.notify()
         future.result()
 
+    def retune(self, settings: ConnectionSettings, priority: Priority = Priority.SCAN) -> None:
+        """Change the open port's baud, parity and stop bits in place (serial-settings
+        detection), on the bus thread between two requests; what was learned about devices
+        (heard, backoff, late replies owed) is forgotten, being about other settings.
+
+        Raises:
+            LinkError: the port rejects the settings (a pty and parity E or O); the link is
+                then closed, and the next request (after another retune) reopens it.
+        """
+
+        def apply() -> None:
+            # first: even when refused, the port is no longer at the old settings (closed)
+            self.settings = settings
+            self.link.retune(settings)
+            self._heard.clear()
+            self._first_contact_done.clear()
+            self._answered_last.clear()
+            self._backoff.clear()
+
+        future: Future[Reply] = Future()
+        job = _Job(
+            priority=int(priority),
+            seq=next(self._seq),
+            device_id=0,
+            request=None,
+            reply_chars=0,
+            retries=0,
+            timeout=0.0,
+            respect_backoff=False,
+            future=future,
+            action=apply,
+        )
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise LinkError("the bus is not running")
+            heapq.heappush(self._queue, job)
+            self._cond.notify()
+        future.result()
+
     def read_registers(
         self,
         device_id: int,
@@ -411,6 +451,9 @@ class BusArbiter:
                 job.future.set_exception(exc)
 
     def _execute(self, job: _Job) -> Reply:
+        if job.action is not None:
+            job.action()
+            return Reply(Outcome.SKIPPED, attempts=0)
         if job.request is None:
             deadline = time.monotonic() + (job.timeout or 0.0)
             while self.link.expecting_late() and time.monotonic() < deadline:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import serial
+import serial.rfc2217
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 
@@ -99,11 +100,15 @@ class ConnectionSettings:
 
     @property
     def kind(self) -> str:
-        """``serial``, ``socket`` (RTU frames over TCP) or ``tcp`` (Modbus TCP)."""
+        """``serial``, ``socket`` (RTU frames over TCP), ``rfc2217`` (RTU frames to a serial
+        device server, which sets its port to our baud, parity and stop bits) or ``tcp``
+        (Modbus TCP)."""
         if self.port.startswith("socket://"):
             return "socket"
         if self.port.startswith("tcp://"):
             return "tcp"
+        if self.port.startswith("rfc2217://"):
+            return "rfc2217"
         return "serial"
 
     @property
@@ -348,6 +353,13 @@ class Link:
         """
         raise NotImplementedError
 
+    def retune(self, settings: ConnectionSettings) -> None:
+        """Take other line settings (baud, parity, stop bits) on the same port: in place
+        where the port is open (a serial device server hears of it by RFC 2217), else at the
+        next open. Late replies owed are forgotten (they were at the old settings)."""
+        self.settings = settings
+        self._init_late()
+
     def drain_late(self, window: float) -> float | None:
         """Wait up to ``window`` s for a late reply and discard it.
 
@@ -395,7 +407,8 @@ class RtuLink(Link):
                 stopbits=s.stopbits,
                 bytesize=s.bytesize,
                 timeout=0.1,
-                write_timeout=2.0,
+                # pyserial's RFC 2217 client refuses a write timeout (its writes go to a socket)
+                write_timeout=None if s.kind == "rfc2217" else 2.0,
                 exclusive=True if s.kind == "serial" else None,
             )
         except serial.SerialException as exc:
@@ -414,6 +427,35 @@ class RtuLink(Link):
             # Without it Nagle holds a request back while the previous one (to a silent id)
             # is unacknowledged: ~20-40 ms, so its reply lands in the next request's window.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def retune(self, settings: ConnectionSettings) -> None:
+        """See :meth:`Link.retune`; a port that rejects the settings is closed (LinkError)."""
+        if settings.port != self.settings.port:
+            raise ValueError("retune changes the line settings, not the port")
+        self.settings = settings
+        self._init_late()
+        if self._serial is None:
+            self.open()  # closed by an earlier refusal: does the port take these?
+            return
+        try:
+            if isinstance(self._serial, serial.rfc2217.Serial):
+                _rfc2217_retune(self._serial, settings)
+            else:
+                self._serial.apply_settings(
+                    {
+                        "baudrate": settings.baud,
+                        "parity": settings.parity.upper(),
+                        "stopbits": settings.stopbits,
+                        "bytesize": settings.bytesize,
+                    }
+                )
+            applied = settings.kind != "serial" or _parity_applied(self._serial, settings.parity)
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            self.close()
+            raise _rejected_settings(settings, str(exc)) from None
+        if not applied:
+            self.close()
+            raise _rejected_settings(settings, "parity not applied")
 
     def close(self) -> None:
         """Close the port."""
@@ -436,7 +478,10 @@ class RtuLink(Link):
         waiting = self._serial.in_waiting
         if waiting:
             stale = self._serial.read(waiting)
-        self._serial.reset_input_buffer()
+        if not isinstance(self._serial, serial.rfc2217.Serial):
+            # (the RFC 2217 client waits for the server to confirm a purge: 50 ms or more per
+            # request; reading what is waiting has emptied its buffer already)
+            self._serial.reset_input_buffer()
         if stale and self._pending:
             for frame in _rtu_frames(stale):
                 self._late_frame(frame, None)
@@ -472,7 +517,13 @@ class RtuLink(Link):
             self.close()
             raise LinkError(f"{s.port}: connection lost ({exc}); check the adapter") from None
         reply.stale = stale
-        self._last_rx_end = time.monotonic()
+        if reply.outcome is Outcome.TIMEOUT and not reply.received:
+            # Nothing came back: the line has been silent since the request's last byte, so
+            # the next request owes no further 3.5-character silence (a scan's silent ids
+            # would otherwise pay it 243 times).
+            self._last_rx_end = start + len(frame) * s.char_time
+        else:
+            self._last_rx_end = time.monotonic()
         return reply
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
@@ -483,7 +534,7 @@ class RtuLink(Link):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            ser.timeout = remaining
+            _set_timeout(ser, remaining)
             chunk = ser.read(size - len(buf))
             if not chunk:
                 break
@@ -519,7 +570,10 @@ class RtuLink(Link):
             # classify (almost always noise or a collision).
             rest = self._read_until_quiet(deadline)
             return _classify_rtu(head + rest, device_id, sent, time.monotonic() - start)
-        body = self._read_exact(length - 3, deadline)
+        # A reply whose first bytes came before the deadline is read whole: cut off at the
+        # deadline, its tail would be flushed as noise and a slow meter's late reply lost.
+        rest_time = (length - 3) * self.settings.char_time
+        body = self._read_exact(length - 3, max(deadline, time.monotonic() + rest_time + 0.005))
         rtt = time.monotonic() - start
         received = head + body
         if len(received) < length:
@@ -550,7 +604,7 @@ class RtuLink(Link):
         quiet = max(0.02, 10 * self.settings.char_time)
         buf = bytearray()
         while time.monotonic() < deadline:
-            ser.timeout = min(quiet, max(0.0, deadline - time.monotonic()))
+            _set_timeout(ser, min(quiet, max(0.0, deadline - time.monotonic())))
             chunk = ser.read(256)
             if not chunk:
                 break
@@ -718,6 +772,42 @@ class _Closed(Exception):
     """The peer closed the TCP connection."""
 
 
+def _rfc2217_retune(ser: Any, s: ConnectionSettings) -> None:
+    """Send new line settings to an RFC 2217 server and wait for its acknowledgements.
+
+    pyserial's own path (``apply_settings``) sleeps 50 ms before looking for the answers and
+    another 50 ms re-sending the flow control: 0.1 s per change, which serial-settings
+    detection (dozens of changes) would pay over and over. This sends the same four
+    COM-PORT-OPTION requests and polls for the answers every millisecond.
+    """
+    r = serial.rfc2217
+    ser._baudrate, ser._bytesize = s.baud, s.bytesize
+    ser._parity, ser._stopbits = s.parity.upper(), s.stopbits
+    options = ser._rfc2217_port_settings
+    options["baudrate"].set(struct.pack("!I", s.baud))
+    options["datasize"].set(struct.pack("!B", s.bytesize))
+    options["parity"].set(struct.pack("!B", r.RFC2217_PARITY_MAP[s.parity.upper()]))
+    options["stopsize"].set(struct.pack("!B", r.RFC2217_STOPBIT_MAP[s.stopbits]))
+    deadline = time.monotonic() + max(1.0, float(ser._network_timeout))
+    while not all(o.active for o in options.values()):
+        if time.monotonic() > deadline:
+            raise serial.SerialException("the server did not accept the new line settings")
+        time.sleep(0.001)
+
+
+def _set_timeout(ser: Any, timeout: float) -> None:
+    """Set a pyserial port's read timeout.
+
+    pyserial's RFC 2217 client renegotiates every line setting with the server, and sleeps at
+    least 50 ms, whenever ``timeout`` is assigned; its ``read`` only consults ``_timeout``, so
+    that is set directly there (every other port: the public property, a cheap tcsetattr).
+    """
+    if isinstance(ser, serial.rfc2217.Serial):
+        ser._timeout = timeout
+    else:
+        ser.timeout = timeout
+
+
 def open_link(settings: ConnectionSettings) -> Link:
     """Create (not yet open) the link for ``settings.port``."""
     if settings.kind == "tcp":
@@ -729,7 +819,7 @@ def _translate_open_error(s: ConnectionSettings, exc: BaseException) -> LinkErro
     """Turn an error from opening the port into advice a technician can act on."""
     err = getattr(exc, "errno", None)
     text = str(exc)
-    if s.kind == "socket":
+    if s.kind in ("socket", "rfc2217"):
         return LinkError(f"{s.port}: cannot connect ({text}); is the simulator or gateway running?")
     if err == errno.ENOENT or "No such file" in text:
         return PortNotFound(describe_missing_port(s.port))

@@ -56,11 +56,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EMTUI, *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("framing", ["rtu", "tcp"])
+@pytest.mark.parametrize("framing", ["rtu", "tcp", "rfc2217"])
 def test_scan_and_read_while_a_logger_polls_the_same_gateway_exit_3(
     bus: SimulatedBus, framing: str, tmp_path: Path
 ) -> None:
-    """emtui scan / read on the socket:// (or tcp://) address a logger polls: exit 3 with
+    """emtui scan / read on the socket:// (tcp://, rfc2217://) address a logger polls: exit 3 with
     "in use by PID <logger>", also when spelt localhost instead of 127.0.0.1, and a second
     logger with another --state-dir is refused the same way; once the logger stops, the scan
     runs."""
@@ -98,7 +98,8 @@ def test_scan_and_read_while_a_logger_polls_the_same_gateway_exit_3(
 
 
 def test_connection_key_names_host_and_port_whatever_the_scheme() -> None:
-    """socket:// and tcp:// to one gateway, and localhost or 127.0.0.1, are one connection."""
+    """socket://, tcp:// and rfc2217:// to one gateway, and localhost or 127.0.0.1, are one
+    connection."""
     keys = {
         connection_key(ConnectionSettings(port=p))
         for p in (
@@ -106,6 +107,8 @@ def test_connection_key_names_host_and_port_whatever_the_scheme() -> None:
             "tcp://localhost:5020",
             "socket://LOCALHOST:5020",
             "socket://127.0.0.1:5020?logging=debug",
+            "rfc2217://localhost:5020",
+            "rfc2217://127.0.0.1:5020?ign_set_control",
         )
     }
     assert keys == {"127.0.0.1:5020"}
