@@ -155,7 +155,8 @@ def _found_line(device: FoundDevice) -> str:
 
 
 def _read_entries(rmap: RegisterMap, args: argparse.Namespace) -> list[RegisterEntry]:
-    entries = list(rmap.logged if args.logged else rmap.entries)
+    # Registers that act when read (the command semaphore) are only read by --raw, on request.
+    entries = [e for e in (rmap.logged if args.logged else rmap.entries) if not e.acts_on_read]
     if args.group:
         groups = set(args.group)
         known = {e.group for e in rmap.entries}

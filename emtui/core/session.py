@@ -133,7 +133,9 @@ def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
     rmap = load_map(meter.map)
     logged = config.entries_for(meter, rmap)
     names = {e.name for e in logged}
-    extras = tuple(e for e in rmap.entries if e.name not in names and "R" in e.access)
+    extras = tuple(
+        e for e in rmap.entries if e.name not in names and "R" in e.access and not e.acts_on_read
+    )
     return MeterInfo(meter.id, meter.label or f"meter {meter.id}", rmap, logged, extras)
 
 
