@@ -186,7 +186,13 @@ def _value_status(sample: Sample, entry: RegisterEntry) -> str:
 
 
 def read(args: argparse.Namespace) -> int:
-    """``emtui read``: read one meter once and print every value."""
+    """``emtui read``: read one meter once and print every value (``--raw``: one block)."""
+    if args.raw:
+        from emtui.cli.raw import read_raw
+
+        return read_raw(args)
+    if args.register is not None or args.address is not None:
+        raise CliError("--register/--address read a raw block: add --raw", ExitCode.USAGE)
     config = effective_config(args, meters=False)
     settings = settings_from(config)
     meter = config.meter(args.id)

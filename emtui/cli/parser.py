@@ -152,6 +152,44 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         )
         parser.add_argument("--group", action="append", help="only these map groups")
         parser.add_argument("--logged", action="store_true", help="only the logged set")
+        raw = parser.add_argument_group("raw registers (--raw; design §13)")
+        raw.add_argument(
+            "--raw", action="store_true", help="read a block as it is, in every type and order"
+        )
+        where = raw.add_mutually_exclusive_group()
+        where.add_argument(
+            "--register",
+            type=int_range(1, 65536, hint=" (the vendor's 1-based number)"),
+            help="first register, the vendor's 1-based number (frequency: 3110)",
+        )
+        where.add_argument(
+            "--address",
+            type=int_range(0, 65535, hint=" (the wire address, register - 1)"),
+            help="first wire address (register - 1)",
+        )
+        raw.add_argument(
+            "--count",
+            type=int_range(1, 2000),
+            default=2,
+            help="registers (1-125) or bits (1-2000) to read (default 2)",
+        )
+        raw.add_argument(
+            "--function",
+            type=int,
+            choices=(1, 2, 3, 4),
+            default=3,
+            help="1 coils, 2 discrete inputs, 3 holding (default), 4 input registers",
+        )
+        raw.add_argument(
+            "--base",
+            type=int,
+            choices=(0, 1),
+            default=1,
+            help="number the rows by register (1, default) or by wire address (0)",
+        )
+        raw.add_argument(
+            "--yes", action="store_true", help="read a block that touches a register that acts"
+        )
         _add_json(parser)
     elif command == "map":
         parser.description = "Print and validate a register map."

@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
     ReadInputRegistersRequest,
@@ -117,6 +118,16 @@ def reply_chars_for(request: ModbusPDU) -> int:
     if fc in (1, 2):
         return 5 + (int(request.count) + 7) // 8
     return 8
+
+
+def reply_values(reply: Reply, function: int, count: int) -> list[int] | None:
+    """The registers (FC 3/4) or bits as 0/1 (FC 1/2) of an OK reply; None otherwise."""
+    if not reply.ok:
+        return None
+    if function in (1, 2):
+        bits = getattr(reply.pdu, "bits", None)
+        return [int(bool(b)) for b in bits[:count]] if bits is not None else None
+    return list(reply.registers) if reply.registers is not None else None
 
 
 class BusArbiter:
@@ -323,9 +334,19 @@ class BusArbiter:
         respect_backoff: bool = False,
         late_wait: float | None = None,
     ) -> Reply:
-        """Read ``count`` registers from wire ``address`` and wait for the reply."""
-        cls = ReadHoldingRegistersRequest if function == 3 else ReadInputRegistersRequest
-        request = cls(address=address, count=count, dev_id=device_id)
+        """Read ``count`` registers (FC 3/4) or bits (FC 1/2) from wire ``address`` and wait.
+
+        A bit read's reply carries the bits in ``reply.pdu.bits`` (see :func:`reply_values`).
+        """
+        classes: dict[int, type[ModbusPDU]] = {
+            1: ReadCoilsRequest,
+            2: ReadDiscreteInputsRequest,
+            3: ReadHoldingRegistersRequest,
+            4: ReadInputRegistersRequest,
+        }
+        if function not in classes:
+            raise ValueError(f"function must be 1, 2, 3 or 4, not {function}")
+        request = classes[function](address=address, count=count, dev_id=device_id)
         return self.submit(
             device_id,
             request,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ __all__ = [
     "decode_wide",
     "decodings",
     "exception_text",
+    "find_shift_hint",
+    "hint_entry",
     "na_name",
     "names_by_register",
     "plausible",
@@ -193,7 +195,9 @@ def decodings(values: Sequence[int], first_register: int) -> list[dict[str, Any]
             chunk = values[offset : offset + width]
             if len(chunk) < width:
                 continue
-            entry[type_name] = {order: decode_wide(chunk, type_name, order) for order in WORD_ORDERS}
+            entry[type_name] = {
+                order: decode_wide(chunk, type_name, order) for order in WORD_ORDERS
+            }
         out.append(entry)
     return out
 
@@ -228,13 +232,16 @@ class ShiftHint:
     """Reading ``shift`` registers away gives a plausible value of ``entry``.
 
     Attributes:
-        entry: the map entry the block was meant to show.
+        entry: the map entry the technician most likely meant.
         chosen_register: the register the technician chose.
-        shift: the register offset that gives a plausible value (-1 or +1).
+        shift: the register offset that gives a plausible value (-1 or +1, or the way to
+            the entry's own register).
         value: that plausible value.
         chosen_value: what the chosen register gives as the entry's type (None: nothing).
-        from_neighbour: True when the value came from reading the entry at its own
-            address because the shifted block was refused (exception 02).
+        source: where the plausible value came from: ``block`` (the block already read),
+            ``shifted block`` (the block read again one register over) or ``entry`` (the
+            entry read alone at its own address, after the meter refused the shifted block
+            with exception 02).
     """
 
     entry: RegisterEntry
@@ -242,7 +249,7 @@ class ShiftHint:
     shift: int
     value: float | int
     chosen_value: float | int | None
-    from_neighbour: bool = False
+    source: str = "block"
 
     @property
     def register(self) -> int:
@@ -260,43 +267,49 @@ class ShiftHint:
             "shift": self.shift,
             "value": self.value,
             "unit": self.entry.unit,
+            "source": self.source,
             "text": self.text(),
         }
 
     def text(self) -> str:
         """One line for the decoder panel and the CLI."""
-        chosen = "nothing" if self.chosen_value is None else f"{self.chosen_value:.6g}"
+        chosen = "nothing plausible" if self.chosen_value is None else f"{self.chosen_value:.6g}"
         unit = f" {self.entry.unit}" if self.entry.unit else ""
         sign = "+" if self.shift > 0 else ""
         return (
             f"one register off? register {self.chosen_register} gives {chosen} as "
             f"{self.entry.type}, register {self.register} ({sign}{self.shift}) gives "
-            f"{self.value:.6g}{unit}: the map's {self.entry.label} "
-            f"({self.entry.name}) is register {self.entry.register}"
+            f"{self.value:.6g}{unit}: the map's {self.entry.label} is register "
+            f"{self.entry.register}"
         )
+
+
+def _order_of(entry: RegisterEntry) -> str:
+    pairs = {
+        ("big", "big"): "ABCD",
+        ("little", "big"): "CDAB",
+        ("big", "little"): "BADC",
+        ("little", "little"): "DCBA",
+    }
+    return pairs[(entry.word_order, entry.byte_order)]
 
 
 def _decode_for(entry: RegisterEntry, chunk: Sequence[int]) -> tuple[float | int | None, int]:
-    """``chunk`` as the entry's type and order: (value, unsigned raw)."""
+    """``chunk`` as the entry's type and order: (value, the unsigned integer it forms)."""
     kind = "float32" if entry.type == "pf4q" else entry.type
-    if entry.word_order == "big" and entry.byte_order == "big":
-        order = "ABCD"
-    else:
-        order = {("little", "big"): "CDAB", ("big", "little"): "BADC"}.get(
-            (entry.word_order, entry.byte_order), "DCBA"
-        )
+    order = _order_of(entry)
     raw = _unsigned(chunk, order)
-    if kind in WIDE_TYPES and len(chunk) == WIDE_TYPES[kind]:
+    if kind in WIDE_TYPES:
         return decode_wide(chunk, kind, order), raw
-    if kind == "uint16" and len(chunk) == 1:
-        return raw, raw
-    if kind == "int16" and len(chunk) == 1:
+    if kind == "int16":
         return (raw - 0x10000 if raw & 0x8000 else raw), raw
-    return None, raw
+    return raw, raw  # uint16
 
 
-#: Types the hint understands (others, like strings, are never "one off" in a useful way).
-_HINT_TYPES = frozenset({"float32", "pf4q", "int32", "uint32", "int64", "uint64", "int16", "uint16"})
+#: Types the hint understands (a string or a bitmap is never "one off" in a useful way).
+_HINT_TYPES = frozenset(
+    {"float32", "pf4q", "int32", "uint32", "int64", "uint64", "int16", "uint16"}
+)
 
 
 def hint_entry(rmap: RegisterMap, chosen_register: int) -> RegisterEntry | None:
@@ -309,43 +322,98 @@ def hint_entry(rmap: RegisterMap, chosen_register: int) -> RegisterEntry | None:
     return None
 
 
+def _value_at(
+    entry: RegisterEntry, known: Mapping[int, int], register: int
+) -> tuple[float | int | None, int | None]:
+    chunk = [known.get(register + k) for k in range(entry.count)]
+    if any(v is None for v in chunk):
+        return None, None
+    return _decode_for(entry, [v for v in chunk if v is not None])
+
+
+def _shifts(entry: RegisterEntry, chosen_register: int) -> list[int]:
+    first = [entry.register - chosen_register] if entry.register != chosen_register else []
+    return first + [s for s in (-1, 1) if s not in first]
+
+
 def shift_hint(
     rmap: RegisterMap,
     values: Sequence[int],
     first_register: int,
     chosen_register: int,
-    neighbour: Sequence[int] | None = None,
+    more: Mapping[int, int] | None = None,
+    source: str = "block",
 ) -> ShiftHint | None:
     """The off-by-one hint for the value chosen at ``chosen_register`` in a block read.
 
     The map entry meant (:func:`hint_entry`) decides the type and order. When the chosen
     register does not give a plausible value of it but a register one earlier or later does
-    (the entry's own register first), return the hint; None when the chosen one is plausible
-    or no shift helps. ``neighbour``: the entry's own registers read separately (for a meter
-    that refused the shifted block with exception 02); used when the block lacks them.
+    (towards the entry's own register first), return the hint; None when the chosen one is
+    plausible or no shift helps. ``more``: other registers known by number (register →
+    value), e.g. from a shifted read; a value found only there is credited to ``source``.
     """
     entry = hint_entry(rmap, chosen_register)
     if entry is None:
         return None
-
-    def at(register: int) -> tuple[float | int | None, int | None]:
-        start = register - first_register
-        chunk = values[start : start + entry.count] if start >= 0 else []
-        if len(chunk) != entry.count:
-            return None, None
-        return _decode_for(entry, chunk)
-
-    chosen_value, chosen_raw = at(chosen_register)
+    block = {first_register + i: v for i, v in enumerate(values)}
+    known = {**(more or {}), **block}
+    chosen_value, chosen_raw = _value_at(entry, known, chosen_register)
     if plausible(entry, chosen_value, chosen_raw):
         return None
-    shifts = [entry.register - chosen_register] if entry.register != chosen_register else []
-    shifts += [s for s in (-1, 1) if s not in shifts]
-    for shift in shifts:
-        value, raw = at(chosen_register + shift)
-        from_neighbour = False
-        if raw is None and neighbour is not None and chosen_register + shift == entry.register:
-            value, raw = _decode_for(entry, neighbour)
-            from_neighbour = True
+    for shift in _shifts(entry, chosen_register):
+        value, raw = _value_at(entry, known, chosen_register + shift)
         if value is not None and plausible(entry, value, raw):
-            return ShiftHint(entry, chosen_register, shift, value, chosen_value, from_neighbour)
+            in_block = _value_at(entry, block, chosen_register + shift)[0] is not None
+            return ShiftHint(
+                entry, chosen_register, shift, value, chosen_value, "block" if in_block else source
+            )
+    return None
+
+
+#: ``read(register, count)`` for the hint: (registers, None) or (None, exception code or None).
+BlockReader = Callable[[int, int], tuple[list[int] | None, int | None]]
+
+
+def find_shift_hint(
+    rmap: RegisterMap,
+    values: Sequence[int],
+    first_register: int,
+    chosen_register: int,
+    read: BlockReader | None = None,
+) -> ShiftHint | None:
+    """:func:`shift_hint`, reading more when the block lacks the shifted registers.
+
+    For each shift the block cannot answer, ``read`` fetches the block again one register
+    over; when the meter refuses that with exception 02, the meant entry alone at its own
+    address. Nothing that touches a register that acts when read is ever read.
+    """
+    hint = shift_hint(rmap, values, first_register, chosen_register)
+    entry = hint_entry(rmap, chosen_register)
+    if hint is not None or read is None or entry is None:
+        return hint
+    block = {first_register + i: v for i, v in enumerate(values)}
+    chosen_value, chosen_raw = _value_at(entry, block, chosen_register)
+    if chosen_value is not None and plausible(entry, chosen_value, chosen_raw):
+        return None
+    acting = rmap.acting_registers
+    count = max(len(values), entry.count)
+    for shift in _shifts(entry, chosen_register):
+        target = chosen_register + shift
+        if _value_at(entry, block, target)[0] is not None:
+            continue  # the block already answered this shift
+        more: dict[int, int] = {}
+        source = "shifted block"
+        start = first_register + shift
+        if start >= 1 and not any(start <= r < start + count for r in acting):
+            got, code = read(start, count)
+            if got is not None:
+                more.update({start + i: v for i, v in enumerate(got)})
+            elif code == 2 and target == entry.register:
+                source = "entry"
+                got, _ = read(entry.register, entry.count)
+                if got is not None:
+                    more.update({entry.register + i: v for i, v in enumerate(got)})
+        hint = shift_hint(rmap, values, first_register, chosen_register, more, source)
+        if hint is not None and hint.shift == shift:
+            return hint
     return None

@@ -601,7 +601,7 @@ def test_planner_does_not_read_through_an_avoided_register() -> None:
 
     m = parse_map(
         HEAD
-        + '''
+        + """
 [[register]]
 name = "a"
 register = 10
@@ -610,7 +610,7 @@ type = "uint16"
 name = "b"
 register = 12
 type = "uint16"
-'''
+"""
     )
     joined = ReadPlanner().plan(m.entries)
     assert [(b.register, b.count) for b in joined] == [(10, 3)]
@@ -630,12 +630,15 @@ type = "uint16"
 )
 def test_range_and_acts_on_read_are_validated(extra: str, problem: str) -> None:
     """A bad range or acts_on_read value is refused with a message naming the entry."""
-    text = HEAD + f'''
+    text = (
+        HEAD
+        + f"""
 [[register]]
 name = "a"
 register = 10
 type = "uint16"
 {extra}
-'''
+"""
+    )
     with pytest.raises(MapError, match=r"entry 'a'.*" + problem.replace("[", r"\[")):
         parse_map(text)
