@@ -325,6 +325,8 @@ def show_map(args: argparse.Namespace) -> int:
                         "access": e.access,
                         "word_order": e.word_order,
                         "byte_order": e.byte_order,
+                        "range": list(e.range) if e.range is not None else None,
+                        "acts_on_read": e.acts_on_read,
                     }
                     for e in rmap.entries
                 ],
