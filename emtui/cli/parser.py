@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from emtui import __version__
 from emtui.cli.common import SUBCOMMANDS, ExitCode
+from emtui.cli.trace import add_trace_flags
 from emtui.core.bus.ids import MAX_ID, MIN_ID
 from emtui.core.config import flag_problem
 
@@ -133,6 +134,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         )
         _add_logging(parser)
         _add_connection(parser, "the meters to poll, e.g. 1-4,7")
+        add_trace_flags(parser)
         return parser
     parser = Parser(prog=f"emtui {command}")
     if command == "scan":
@@ -143,6 +145,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--all", action="store_true", help="scan every id even when all expected answered"
         )
         parser.add_argument("--no-identify", action="store_true", help="skip identification")
+        add_trace_flags(parser)
         _add_json(parser)
     elif command == "read":
         parser.description = "Read and decode a meter's registers once."
@@ -190,6 +193,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         raw.add_argument(
             "--yes", action="store_true", help="read a block that touches a register that acts"
         )
+        add_trace_flags(parser)
         _add_json(parser)
     elif command == "map":
         parser.description = "Print and validate a register map."

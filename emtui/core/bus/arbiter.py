@@ -34,6 +34,7 @@ from pymodbus.pdu.register_message import (
 
 from emtui.core.bus.link import ConnectionSettings, Link, LinkError, Outcome, Reply, open_link
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.traffic import TrafficRecord, process_listeners
 from emtui.core.log.runstate import ConnectionLock
 
 #: Margin (s) added to the wire time until a device's turnaround has been measured. Generous:
@@ -75,19 +76,6 @@ class Priority(enum.IntEnum):
     POLL = 1
     SCAN = 2
     INTERACTIVE = 3
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficRecord:
-    """One transaction as the traffic monitor shows it."""
-
-    time: float
-    device_id: int
-    sent: bytes
-    received: bytes
-    outcome: Outcome
-    rtt: float
-    exception_code: int | None = None
 
 
 @dataclass(order=True, slots=True)
@@ -157,7 +145,8 @@ class BusArbiter:
         self.clock = clock
         self.stats: dict[int, DeviceStats] = {}
         self.traffic: deque[TrafficRecord] = deque(maxlen=2000)
-        self._listeners: list[Callable[[TrafficRecord], None]] = []
+        # --trace / -v listeners of this process, so every command and the app trace alike
+        self._listeners: list[Callable[[TrafficRecord], None]] = process_listeners()
         self._backoff: dict[int, _Backoff] = {}
         self._heard: set[int] = set()  # devices that answered (or answered late) at least once
         self._first_contact_done: set[int] = set()
@@ -474,7 +463,7 @@ class BusArbiter:
             received = len(reply.received) or job.reply_chars
             wire = self.wire_time(request_chars, received)
             stats.record(reply, wire, self.clock())
-            self._publish(device_id, reply)
+            self._publish(device_id, reply, job.request.function_code)
             self._absorb_late()
             if reply.answered:
                 self._heard.add(device_id)
@@ -561,7 +550,7 @@ class BusArbiter:
             delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (state.failures - 2))
             state.until = self.clock() + delay
 
-    def _publish(self, device_id: int, reply: Reply) -> None:
+    def _publish(self, device_id: int, reply: Reply, function: int = 0) -> None:
         record = TrafficRecord(
             time=time.time(),
             device_id=device_id,
@@ -570,6 +559,9 @@ class BusArbiter:
             outcome=reply.outcome,
             rtt=reply.rtt,
             exception_code=reply.exception_code,
+            function=function,
+            stale=reply.stale,
+            other_id=reply.other_id,
         )
         self.traffic.append(record)
         for listener in list(self._listeners):
