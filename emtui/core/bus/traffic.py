@@ -205,6 +205,12 @@ class TrafficMonitor:
             self.total += 1
             self._counts[(record.device_id, record.outcome)] += 1
 
+    def snapshot(self) -> tuple[int, list[TrafficRecord]]:
+        """(records taken since the start, the kept records oldest first), consistently: the
+        last ``total - seen`` kept records are the ones new since a reader saw ``seen``."""
+        with self._lock:
+            return self.total, list(self._records)
+
     def clear(self) -> None:
         """Forget the kept records (the counts stay)."""
         with self._lock:
