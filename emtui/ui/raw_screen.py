@@ -57,34 +57,42 @@ def _number(value: float | int | None) -> str:
     return f"{value:.7g}" if isinstance(value, float) else str(value)
 
 
-def decoder_text(values: list[int], index: int, first_register: int) -> str:
-    """The decoder panel's text for the register at ``index``: every type and order."""
+def decoder_text(values: list[int], index: int, first_register: int, width: int = 98) -> str:
+    """The decoder panel's text for the register at ``index``: every type in every order,
+    N/A sentinels named, in ``width`` columns. A type whose values do not fit the width is
+    left out and named (numbers are never cut)."""
     if not 0 <= index < len(values):
         return ""
     raw = values[index]
     register = first_register + index
+    na16 = na_name([raw], "uint16") or na_name([raw], "int16")
     lines = [
         f"register {register} (address {register - 1}): 0x{raw:04X}  {raw:016b}  "
         f"uint16 {raw}  int16 {raw - 0x10000 if raw & 0x8000 else raw}"
-        + (f"  {na_name([raw], 'uint16')}" if na_name([raw], "uint16") else "")
+        + (f"  {na16}" if na16 else "")
     ]
-    header = "          " + "".join(
-        f"{o} {ORDER_LABELS[o].short:<14}"[:20].ljust(20) for o in WORD_ORDERS
-    )
-    lines.append(header)
-    for type_name, width in WIDE_TYPES.items():
-        chunk = values[index : index + width]
-        if len(chunk) < width:
+    cell = max(12, (width - 8) // 4)
+    labelled = all(len(f"{o} {ORDER_LABELS[o].short}") < cell for o in WORD_ORDERS)
+    head = [f"{o} {ORDER_LABELS[o].short}" if labelled else o for o in WORD_ORDERS]
+    lines.append(" " * 8 + "".join(h.ljust(cell) for h in head))
+    if not labelled:
+        lines.append(" · ".join(f"{o} {ORDER_LABELS[o].short}" for o in WORD_ORDERS))
+    left_out = []
+    for type_name, span in WIDE_TYPES.items():
+        chunk = values[index : index + span]
+        if len(chunk) < span:
             continue
         cells = []
         for order in WORD_ORDERS:
-            na = na_name(chunk, type_name, order)
-            cells.append(
-                (na.split(" (")[0] if na else _number(decode_wide(chunk, type_name, order)))[
-                    :19
-                ].ljust(20)
-            )
-        lines.append(f"{type_name:<10}" + "".join(cells))
+            na = na_name(chunk, type_name, order)  # "N/A (FLOAT32 0xFFC00000)" → "N/A (FLOAT32)"
+            text = na.split(" 0x")[0] + ")" if na else _number(decode_wide(chunk, type_name, order))
+            cells.append(text)
+        if any(len(c) >= cell for c in cells):
+            left_out.append(type_name)
+            continue
+        lines.append(f"{type_name:<8}" + "".join(c.ljust(cell) for c in cells))
+    if left_out:
+        lines.append(f"({', '.join(left_out)}: too wide here; emtui read --raw --json has them)")
     return "\n".join(lines)
 
 
@@ -104,7 +112,7 @@ class RawScreen(Screen[None]):
     RawScreen #raw-form Label { padding: 1 1 0 0; }
     RawScreen #raw-form Input { width: 10; }
     RawScreen #raw-status { height: auto; padding: 0 1; }
-    RawScreen LiveTable { height: 1fr; }
+    RawScreen LiveTable { height: 1fr; min-height: 5; }
     RawScreen #raw-decoder { height: auto; padding: 0 1; border-top: solid $primary; }
     RawScreen #raw-hint { height: auto; padding: 0 1; color: $warning; }
     """
@@ -318,7 +326,8 @@ class RawScreen(Screen[None]):
             hint_line.update("")
             return
         index = self._selected_index()
-        decoder.update(decoder_text(self.values, index, self.first))
+        width = max(40, (self.size.width or 100) - 2)
+        decoder.update(decoder_text(self.values, index, self.first, width))
         chosen = self.first + index
         hint = self.hint if index == 0 else None
         if hint is None:

@@ -98,7 +98,7 @@ class TrafficScreen(Screen[None]):
             if not self._wanted(record):
                 continue
             problem = record.outcome in PROBLEM_OUTCOMES
-            for line in format_record(record):
+            for line in format_record(record, self.monitor.tz):
                 style = "bold red" if problem and " RX " in line else ""
                 if "STALE" in line:
                     style = "yellow"

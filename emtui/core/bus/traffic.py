@@ -118,8 +118,8 @@ def _hex(data: bytes) -> str:
     return data.hex(" ").upper()
 
 
-def _clock(moment: float) -> str:
-    return _dt.datetime.fromtimestamp(moment).strftime("%H:%M:%S.%f")[:-3]
+def _clock(moment: float, tz: _dt.tzinfo | None = None) -> str:
+    return _dt.datetime.fromtimestamp(moment, tz).strftime("%H:%M:%S.%f")[:-3]
 
 
 def result_text(record: TrafficRecord) -> str:
@@ -152,20 +152,30 @@ def _function(record: TrafficRecord, frame: bytes) -> int | None:
     return None
 
 
-def _line(moment: float, direction: str, device_id: int, fc: int | None, data: bytes) -> str:
+def _line(
+    moment: float,
+    direction: str,
+    device_id: int,
+    fc: int | None,
+    data: bytes,
+    tz: _dt.tzinfo | None = None,
+) -> str:
     function = f"fc {fc:02d}" if fc is not None else "     "
-    return f"{_clock(moment)}  {direction:<5} id {device_id:>3} {function} len {len(data):>3}  " + (
-        _hex(data)
+    return (
+        f"{_clock(moment, tz)}  {direction:<5} id {device_id:>3} {function} len {len(data):>3}  "
+        + (_hex(data))
     )
 
 
-def format_record(record: TrafficRecord) -> list[str]:
-    """The text lines of one record: STALE (if any), TX (unless late), RX with the result."""
+def format_record(record: TrafficRecord, tz: _dt.tzinfo | None = None) -> list[str]:
+    """The text lines of one record: STALE (if any), TX (unless late), RX with the result.
+
+    Times are in ``tz`` (None: the local time zone)."""
     lines: list[str] = []
     start = record.time - record.rtt
     if record.stale:
         lines.append(
-            _line(start, "STALE", record.device_id, None, record.stale)
+            _line(start, "STALE", record.device_id, None, record.stale, tz)
             + "   flushed before the request"
         )
     if record.sent:
@@ -176,7 +186,7 @@ def format_record(record: TrafficRecord) -> list[str]:
     if record.outcome is not Outcome.LATE and record.rtt:
         result += f" {record.rtt * 1000:.1f} ms"
     rx_fc = _function(record, record.received)
-    rx = _line(record.time, "RX", record.device_id, rx_fc, record.received)
+    rx = _line(record.time, "RX", record.device_id, rx_fc, record.received, tz)
     lines.append(f"{rx}   {result}" if record.received else f"{rx}{result}")
     return lines
 
@@ -195,6 +205,8 @@ class TrafficMonitor:
         self.dropped = 0
         self.total = 0
         self._counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
+        self.tz: _dt.tzinfo | None = None
+        """The time zone of the text lines (None: local; tests and screenshots fix one)."""
 
     def listener(self, record: TrafficRecord) -> None:
         """Take one record (called on the bus thread)."""
@@ -243,7 +255,9 @@ class TrafficMonitor:
         self, device_id: int | None = None, outcomes: Iterable[Outcome] | None = None
     ) -> list[str]:
         """The kept records as text lines (see the module's format)."""
-        return [line for r in self.records(device_id, outcomes) for line in format_record(r)]
+        return [
+            line for r in self.records(device_id, outcomes) for line in format_record(r, self.tz)
+        ]
 
     def save(
         self,
@@ -259,7 +273,8 @@ class TrafficMonitor:
             + (f", id {device_id}" if device_id is not None else "")
             + (f"; {self.dropped} older record(s) dropped" if self.dropped else "")
         )
-        text = "\n".join([header, *(line for r in records for line in format_record(r))]) + "\n"
+        lines = (line for r in records for line in format_record(r, self.tz))
+        text = "\n".join([header, *lines]) + "\n"
         path.write_text(text, encoding="utf-8")
         return len(records)
 
