@@ -19,7 +19,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -160,6 +160,10 @@ class EmtuiApp(App[None]):
 
     def refresh_view(self) -> None:
         """Redraw what changed: the header and the visible tab."""
+        if len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            # A full screen (scan, raw view, traffic) covers the tabs; Textual would still
+            # send their redraws to the terminal: ~7 KB/s over SSH for nothing on show.
+            return
         now = self.clock()
         interval = self.engine.interval
         if self._logging_state.running or self.read_only:  # rows and files move on

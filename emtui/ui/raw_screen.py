@@ -15,7 +15,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Static
 
@@ -48,6 +48,8 @@ RAW_COLUMNS = (
 RATES = (0.5, 1.0, 2.0, 5.0)
 LOGGING_RATE_CAP = 1.0
 MAX_REGISTERS = 125
+#: Lines of the decoder panel (the 16-bit line, the order header(s), six types, a note).
+DECODER_LINES = 10
 MAX_BITS = 2000
 
 
@@ -114,6 +116,7 @@ class RawScreen(Screen[None]):
     RawScreen #raw-status { height: auto; padding: 0 1; }
     RawScreen LiveTable { height: 1fr; min-height: 5; }
     RawScreen #raw-decoder { height: auto; padding: 0 1; border-top: solid $primary; }
+    RawScreen .decoder-line { height: auto; }
     RawScreen #raw-hint { height: auto; padding: 0 1; color: $warning; }
     """
 
@@ -157,6 +160,8 @@ class RawScreen(Screen[None]):
         self._busy = False
         self._confirmed: tuple[int, int, int] | None = None
         self._timer: object | None = None
+        self._texts: dict[str, str] = {}
+        self._shown_hint: ShiftHint | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="raw-form"):
@@ -170,11 +175,17 @@ class RawScreen(Screen[None]):
             yield Input(str(self.count), id="raw-count", restrict=r"[0-9]*")
         yield Static("", id="raw-status", markup=False)
         yield LiveTable(RAW_COLUMNS, show_cursor=True, id="raw-table")
-        yield Static("", id="raw-decoder", markup=False)
+        with Vertical(id="raw-decoder"):
+            # one line per widget: a new value repaints its own line, not the whole panel
+            for n in range(DECODER_LINES):
+                yield Static("", classes="decoder-line", markup=False, id=f"raw-decoder-{n}")
         yield Static("", id="raw-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
+        # A blinking cursor repaints its field twice a second: bytes over SSH for nothing.
+        for field in self.query(Input):
+            field.cursor_blink = False
         self._show_status()
 
     # -- the form -------------------------------------------------------------------------------
@@ -318,28 +329,44 @@ class RawScreen(Screen[None]):
     def _selected_index(self) -> int:
         return self.query_one(LiveTable).cursor_row
 
+    def _update(self, widget_id: str, text: str) -> None:
+        """Set a Static's text only when it changed (an update repaints the whole widget)."""
+        if self._texts.get(widget_id) != text:
+            self._texts[widget_id] = text
+            widget = self.query_one(f"#{widget_id}", Static)
+            widget.update(text)
+            if widget.has_class("decoder-line"):
+                widget.display = bool(text)  # unused lines take no room
+
+    @property
+    def decoder(self) -> str:
+        """The decoder panel's text, as shown."""
+        return "\n".join(
+            self._texts.get(f"raw-decoder-{n}", "") for n in range(DECODER_LINES)
+        ).rstrip("\n")
+
     def _show_decoder(self) -> None:
-        decoder = self.query_one("#raw-decoder", Static)
-        hint_line = self.query_one("#raw-hint", Static)
         if self.values is None or self.function in (1, 2):
-            decoder.update("")
-            hint_line.update("")
-            return
-        index = self._selected_index()
-        width = max(40, (self.size.width or 100) - 2)
-        decoder.update(decoder_text(self.values, index, self.first, width))
-        chosen = self.first + index
-        hint = self.hint if index == 0 else None
-        if hint is None:
-            hint = shift_hint(self.map_for(self.device_id), self.values, self.first, chosen)
+            lines: list[str] = []
+            hint = None
+        else:
+            index = self._selected_index()
+            width = max(40, (self.size.width or 100) - 2)
+            lines = decoder_text(self.values, index, self.first, width).split("\n")
+            chosen = self.first + index
+            hint = self.hint if index == 0 else None
+            if hint is None:
+                hint = shift_hint(self.map_for(self.device_id), self.values, self.first, chosen)
+        for n in range(DECODER_LINES):
+            self._update(f"raw-decoder-{n}", lines[n] if n < len(lines) else "")
         self._shown_hint = hint
-        hint_line.update(f"hint: {hint.text()} — ctrl+y shifts the block" if hint else "")
+        self._update("raw-hint", f"hint: {hint.text()} — ctrl+y shifts the block" if hint else "")
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_decoder()
 
     def _say(self, text: str) -> None:
-        self.query_one("#raw-status", Static).update(text)
+        self._update("raw-status", text)
 
     def _show_status(self) -> None:
         parts = [
@@ -413,7 +440,7 @@ class RawScreen(Screen[None]):
 
     def action_apply_hint(self) -> None:
         """Move the block by the hint's shift and read it again."""
-        hint = getattr(self, "_shown_hint", None)
+        hint = self._shown_hint
         if hint is None:
             return
         start = self.query_one("#raw-start", Input)
