@@ -177,3 +177,27 @@ def test_trace_and_verbose_from_the_cli(tmp_path: Path) -> None:
     finally:
         sim.terminate()
         sim.wait(10)
+
+
+def test_trace_on_log_and_v_refused_in_the_app(tmp_path: Path) -> None:
+    """`emtui --log --trace FILE` traces the logger's polls; `emtui -v` (the app) is refused
+    with one line and exit 2, since stderr is the app's screen."""
+    with SimulatedBus(ids=[1], line_timing=False) as bus:
+        url = bus.start_tcp()
+        trace = tmp_path / "log-trace.txt"
+        result = subprocess.run(
+            [*EMTUI, "--log", "--port", url, "--parity", "N", "--ids", "1", "--cycles", "1",
+             "--interval", "0", "--data-dir", str(tmp_path / "data"),
+             "--state-dir", str(tmp_path / "state"), "--trace", str(trace)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = trace.read_text().splitlines()
+    assert any(" TX    id   1 fc 03 " in line for line in lines)
+    assert any(line.endswith(" ms") and " ok " in line for line in lines)
+    app = subprocess.run(
+        [*EMTUI, "-v", "--port", "socket://127.0.0.1:9"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert app.returncode == 2
+    assert "use --trace FILE" in app.stderr and len(app.stderr.strip().splitlines()) == 1
