@@ -58,6 +58,11 @@ def main() -> int:
     parser.add_argument("--size", default="100x30", help="terminal columns x rows")
     parser.add_argument("--settle", type=float, default=5.0, help="start-up not measured, s")
     parser.add_argument("--keys", default="1", help="key(s) for the second screen")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="also measure the raw view (r) polling 20 registers from 3110 at 2 Hz, logging off",
+    )
     args = parser.parse_args()
     cols, rows = (int(n) for n in args.size.lower().split("x"))
     pid, fd = pty.fork()
@@ -74,7 +79,12 @@ def main() -> int:
         if first is None and FREQUENCY.search(seen):
             first = time.monotonic() - started
     results = []
-    for name, keys in (("overview", b""), (f"meter tab (key {args.keys})", args.keys.encode())):
+    screens = [("overview", b""), (f"meter tab (key {args.keys})", args.keys.encode())]
+    if args.raw:
+        # r opens the raw view (start 3110, count 20, 2 Hz by default); enter reads once and
+        # ctrl+g turns live polling on
+        screens.append(("raw view 20 reg @ 2 Hz", b"r\r\x07"))
+    for name, keys in screens:
         if keys:
             os.write(fd, keys)
             drain(fd, 2.0)  # the tab switch redraws the screen once: not steady state

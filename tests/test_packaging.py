@@ -45,7 +45,7 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "['em6400-legacy', 'em6400ng'] 180 33"
+    assert run.stdout.strip() == "['em6400-legacy', 'em6400ng'] 181 33"
     cli = subprocess.run(
         [sys.executable, "-m", "emtui", "map", "em6400-legacy", "--json"],
         cwd=elsewhere,

@@ -41,6 +41,9 @@ def run(argv: Sequence[str]) -> int:
                 ExitCode.USAGE,
             )
         args.config = args.file
+    from emtui.cli.trace import install_trace
+
+    install_trace(args, in_app=command is None and not args.log)
     from emtui.cli import bus as commands
 
     if command == "scan":

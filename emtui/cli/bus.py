@@ -162,7 +162,8 @@ def _found_line(device: FoundDevice) -> str:
 
 
 def _read_entries(rmap: RegisterMap, args: argparse.Namespace) -> list[RegisterEntry]:
-    entries = list(rmap.logged if args.logged else rmap.entries)
+    # Registers that act when read (the command semaphore) are only read by --raw, on request.
+    entries = [e for e in (rmap.logged if args.logged else rmap.entries) if not e.acts_on_read]
     if args.group:
         groups = set(args.group)
         known = {e.group for e in rmap.entries}
@@ -192,7 +193,13 @@ def _value_status(sample: Sample, entry: RegisterEntry) -> str:
 
 
 def read(args: argparse.Namespace) -> int:
-    """``emtui read``: read one meter once and print every value."""
+    """``emtui read``: read one meter once and print every value (``--raw``: one block)."""
+    if args.raw:
+        from emtui.cli.raw import read_raw
+
+        return read_raw(args)
+    if args.register is not None or args.address is not None:
+        raise CliError("--register/--address read a raw block: add --raw", ExitCode.USAGE)
     config = effective_config(args, meters=False)
     settings = settings_from(config)
     meter = config.meter(args.id)
@@ -325,6 +332,8 @@ def show_map(args: argparse.Namespace) -> int:
                         "access": e.access,
                         "word_order": e.word_order,
                         "byte_order": e.byte_order,
+                        "range": list(e.range) if e.range is not None else None,
+                        "acts_on_read": e.acts_on_read,
                     }
                     for e in rmap.entries
                 ],

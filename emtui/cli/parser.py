@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from emtui import __version__
 from emtui.cli.common import SUBCOMMANDS, ExitCode
+from emtui.cli.trace import add_trace_flags
 from emtui.core.bus.ids import MAX_ID, MIN_ID
 from emtui.core.config import flag_problem
 
@@ -146,6 +147,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         )
         _add_logging(parser)
         _add_connection(parser, "the meters to poll, e.g. 1-4,7")
+        add_trace_flags(parser)
         return parser
     parser = Parser(prog=f"emtui {command}")
     if command == "scan":
@@ -156,6 +158,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "--all", action="store_true", help="scan every id even when all expected answered"
         )
         parser.add_argument("--no-identify", action="store_true", help="skip identification")
+        add_trace_flags(parser)
         _add_json(parser)
     elif command == "read":
         parser.description = "Read and decode a meter's registers once."
@@ -165,6 +168,45 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         )
         parser.add_argument("--group", action="append", help="only these map groups")
         parser.add_argument("--logged", action="store_true", help="only the logged set")
+        raw = parser.add_argument_group("raw registers (--raw; design §13)")
+        raw.add_argument(
+            "--raw", action="store_true", help="read a block as it is, in every type and order"
+        )
+        where = raw.add_mutually_exclusive_group()
+        where.add_argument(
+            "--register",
+            type=int_range(1, 65536, hint=" (the vendor's 1-based number)"),
+            help="first register, the vendor's 1-based number (frequency: 3110)",
+        )
+        where.add_argument(
+            "--address",
+            type=int_range(0, 65535, hint=" (the wire address, register - 1)"),
+            help="first wire address (register - 1)",
+        )
+        raw.add_argument(
+            "--count",
+            type=int_range(1, 2000),
+            default=2,
+            help="registers (1-125) or bits (1-2000) to read (default 2)",
+        )
+        raw.add_argument(
+            "--function",
+            type=int,
+            choices=(1, 2, 3, 4),
+            default=3,
+            help="1 coils, 2 discrete inputs, 3 holding (default), 4 input registers",
+        )
+        raw.add_argument(
+            "--base",
+            type=int,
+            choices=(0, 1),
+            default=1,
+            help="number the rows by register (1, default) or by wire address (0)",
+        )
+        raw.add_argument(
+            "--yes", action="store_true", help="read a block that touches a register that acts"
+        )
+        add_trace_flags(parser)
         _add_json(parser)
     elif command == "check":
         parser.description = (

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from emtui.core.bus.link import ConnectionSettings, LinkError
+from emtui.core.bus.link import ConnectionSettings, LinkError, Reply
 from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.traffic import TrafficRecord
 from emtui.core.config import Config, MeterConfig
 from emtui.core.log.livefile import find_live, sample_from_live, stats_from_live
 from emtui.core.log.runstate import read_status
@@ -222,3 +223,13 @@ class LoggerObserver:
     def upload_now(self) -> str:
         """Refused: the logger owns its queue (``emtui upload --now`` works beside it)."""
         return "the logger owns the upload queue: run emtui upload --now in a shell"
+
+    def read_raw(self, device_id: int, address: int, count: int, function: int = 3) -> Reply:
+        """Refused: the logger holds the bus."""
+        raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")
+
+    def add_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        """Nothing to see: the logger's traffic is in its own process (``--trace``)."""
+
+    def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        """Nothing to stop."""

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Protocol
 
 from emtui.core.bus.arbiter import BusArbiter, Priority
-from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy
+from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy, Reply
 from emtui.core.bus.planner import transaction_chars
 from emtui.core.bus.reader import MeterReader, Sample
 from emtui.core.bus.scanner import FoundDevice, Scanner, ScanReport
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.traffic import TrafficRecord
 from emtui.core.bus.writes import (
     AuditLog,
     WriteRefused,
@@ -139,6 +140,9 @@ class Engine(Protocol):
     def stop_logging(self) -> LoggingState: ...
     def logging_state(self) -> LoggingState: ...
     def upload_now(self) -> str: ...
+    def read_raw(self, device_id: int, address: int, count: int, function: int = 3) -> Reply: ...
+    def add_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None: ...
+    def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None: ...
 
 
 def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
@@ -146,7 +150,9 @@ def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
     rmap = load_map(meter.map)
     logged = config.entries_for(meter, rmap)
     names = {e.name for e in logged}
-    extras = tuple(e for e in rmap.entries if e.name not in names and "R" in e.access)
+    extras = tuple(
+        e for e in rmap.entries if e.name not in names and "R" in e.access and not e.acts_on_read
+    )
     return MeterInfo(meter.id, meter.label or f"meter {meter.id}", rmap, logged, extras)
 
 
@@ -211,6 +217,7 @@ class BusSession:
         self.report = report
         self._arbiter = arbiter
         self._own_arbiter = arbiter is None
+        self._traffic_listeners: list[Callable[[TrafficRecord], None]] = []
         self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
         self._listeners: list[SampleListener] = []
         self._stop = threading.Event()
@@ -244,7 +251,28 @@ class BusSession:
         """The connection's arbiter (made on first use)."""
         if self._arbiter is None:
             self._arbiter = BusArbiter(self.settings)
+            for listener in self._traffic_listeners:  # the traffic screen survives a reconnect
+                self._arbiter.add_listener(listener)
         return self._arbiter
+
+    def read_raw(self, device_id: int, address: int, count: int, function: int = 3) -> Reply:
+        """One raw read (the raw view) through the arbiter at interactive priority: the
+        logger's polls go first. Raises LinkError when the bus is down."""
+        return self.arbiter.read_registers(
+            device_id, address, count, function=function, priority=Priority.INTERACTIVE
+        )
+
+    def add_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        """Give ``listener`` every transaction on the bus (called on the bus thread)."""
+        self._traffic_listeners.append(listener)
+        self.arbiter.add_listener(listener)
+
+    def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        """Stop giving ``listener`` the traffic."""
+        if listener in self._traffic_listeners:
+            self._traffic_listeners.remove(listener)
+        if self._arbiter is not None:
+            self._arbiter.remove_listener(listener)
 
     def start(self) -> None:
         """Open the bus and start live polling.

@@ -19,14 +19,16 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from emtui.core.bus.link import LinkError
 from emtui.core.bus.scanner import FoundDevice
+from emtui.core.bus.traffic import TrafficMonitor
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
+from emtui.core.maps.registers import RegisterMap, load_map
 from emtui.core.session import Engine, LoggingState
 from emtui.ui.commission import CommissionScreen
 from emtui.ui.messages import SamplesRead
@@ -71,6 +73,8 @@ class EmtuiApp(App[None]):
         Binding("o", "overview", "Overview", id="overview"),
         *_meter_bindings(),
         Binding("s", "scan", "Scan", id="scan"),
+        Binding("r", "raw", "Raw registers", show=False, id="raw"),
+        Binding("t", "traffic", "Traffic monitor", show=False, id="traffic"),
         # Not in the footer (80 columns hold only the main keys); in ? and the palette.
         Binding("c", "commission", "Commission", show=False, id="commission"),
         Binding("l", "toggle_logging", "Logging", id="toggle_logging"),
@@ -90,6 +94,7 @@ class EmtuiApp(App[None]):
         keymap: Mapping[str, str] | None = None,
         note: str = "",
         start_engine: bool = True,
+        traffic_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -98,6 +103,9 @@ class EmtuiApp(App[None]):
         self.refresh_hz = min(MAX_REFRESH_HZ, max(0.2, refresh_hz))
         self.note = note
         self.start_engine = start_engine
+        # The traffic monitor collects from the start, so the screen (t) shows what went before.
+        self.traffic = TrafficMonitor()
+        self.traffic_dir = traffic_dir or Path.cwd()
         self.models: dict[int, MeterModel] = {m.id: MeterModel(m) for m in engine.meters}
         self.logging_note = ""
         self._status_text = ""
@@ -132,6 +140,7 @@ class EmtuiApp(App[None]):
 
     def on_mount(self) -> None:
         self.engine.add_listener(lambda sample: self.post_message(SamplesRead(sample)))
+        self.engine.add_traffic_listener(self.traffic.listener)
         if self.start_engine:
             self._start_engine()
         self.set_interval(1.0 / self.refresh_hz, self.refresh_view, name="refresh")
@@ -161,6 +170,10 @@ class EmtuiApp(App[None]):
 
     def refresh_view(self) -> None:
         """Redraw what changed: the header and the visible tab."""
+        if len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            # A full screen (scan, raw view, traffic) covers the tabs; Textual would still
+            # send their redraws to the terminal: ~7 KB/s over SSH for nothing on show.
+            return
         now = self.clock()
         interval = self.engine.interval
         # Rows, files and the queue move on (the queue is read from disk: every few seconds).
@@ -258,6 +271,30 @@ class EmtuiApp(App[None]):
             device_id = int(active.rsplit("-", 1)[1])
             self.engine.refresh_extras(device_id)
             self.notify(f"Reading every register of meter {device_id} after this cycle")
+
+    def action_raw(self) -> None:
+        """The raw register view and decoder (r)."""
+        if self._refuse_read_only():
+            return
+        from emtui.ui.raw_screen import RawScreen
+
+        ids = [m.id for m in self.engine.meters]
+        maps = {m.id: m.map for m in self.engine.meters}
+        default = self.engine.meters[0].map if self.engine.meters else None
+
+        def map_for(device_id: int) -> RegisterMap:
+            return maps.get(device_id) or default or load_map("em6400ng")
+
+        self.push_screen(RawScreen(self.engine, ids, map_for, lambda: self._logging_state.running))
+
+    def action_traffic(self) -> None:
+        """The traffic monitor (t)."""
+        from emtui.ui.traffic_screen import TrafficScreen
+
+        ids = [m.id for m in self.engine.meters]
+        self.push_screen(
+            TrafficScreen(self.traffic, ids, self.traffic_dir, self.clock, self.refresh_hz)
+        )
 
     def action_help(self) -> None:
         """List every key."""

@@ -6,16 +6,20 @@ Nothing depends on wall time or on a real port: the engine is scripted and the c
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from scripted_engine import T0, ScriptedEngine, reference_config
 from textual.pilot import Pilot
-from textual.widgets import ProgressBar
+from textual.widgets import Input, ProgressBar
 
+from emtui.core.bus.link import Outcome
 from emtui.core.bus.scanner import FoundDevice
+from emtui.core.bus.traffic import TrafficRecord
 from emtui.ui.app import EmtuiApp
 from emtui.ui.messages import DeviceFound, ScanProgressed
+from emtui.ui.raw_screen import RawScreen
 from emtui.ui.scan_screen import ScanScreen
 
 Scene = tuple[EmtuiApp, Callable[[Pilot[None]], Awaitable[None]]]
@@ -118,3 +122,50 @@ SCENES: dict[str, Callable[[Path], Scene]] = {
     "scan-in-progress": scan_in_progress,
     "logging-on": logging_on,
 }
+
+
+def raw_view(tmp: Path) -> Scene:
+    """The raw view one register late on frequency (3111): the decoder and the hint."""
+    app, _ = _app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("r")
+        screen = app.screen
+        assert isinstance(screen, RawScreen)
+        screen.query_one("#raw-start", Input).value = "3111"
+        screen.query_one("#raw-count", Input).value = "12"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+def traffic(tmp: Path) -> Scene:
+    """The traffic monitor after a raw read, a CRC error and a wrong-id reply."""
+    app, engine = _app(tmp)
+    app.traffic.tz = datetime.UTC  # the same picture in every time zone
+
+    async def before(pilot: Pilot[None]) -> None:
+        engine.read_raw(1, 3109, 2)
+        engine.emit_traffic(
+            TrafficRecord(
+                T0 + 1, 2, bytes.fromhex("02030C250002D6A3"), b"\x02\x03\x04\x00",
+                Outcome.CRC, 0.05, function=3,
+            )
+        )  # fmt: skip
+        engine.emit_traffic(
+            TrafficRecord(
+                T0 + 2, 3, bytes.fromhex("03030C250002D772"), bytes.fromhex("0403044248"),
+                Outcome.WRONG_ID, 0.05, function=3, other_id=4,
+            )
+        )  # fmt: skip
+        await pilot.press("t")
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["raw-view"] = raw_view
+SCENES["traffic"] = traffic

@@ -13,16 +13,19 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from emtui.core.bus.link import ConnectionSettings, LinkError
+from pymodbus.framer import FramerRTU
+
+from emtui.core.bus.link import ConnectionSettings, LinkError, Outcome, Reply
 from emtui.core.bus.reader import Sample
 from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.traffic import TrafficRecord
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
 from emtui.core.maps.codec import Value, decode_entry
 from emtui.core.maps.registers import RegisterEntry, load_map
 from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
 from emtui.sim.bus import build_meters
-from emtui.sim.meter import SimulatedMeter
+from emtui.sim.meter import ModbusExceptionReply, SimulatedMeter
 
 #: The fixed wall time of every scripted sample: 2026-06-01 10:00:00 UTC.
 T0 = 1_780_308_000.0
@@ -86,6 +89,11 @@ class ScriptedEngine:
         """When set to an Event, a scan waits on it after probing each id (tests cancel then)."""
         self.eta: float | None = None
         """What scan_eta() answers."""
+        self.traffic_listeners: list[Callable[[TrafficRecord], None]] = []
+        self.raw_reads: list[tuple[int, int, int, int]] = []
+        """Every raw read asked for: (device id, wire address, count, function)."""
+        self.raw_overrides: dict[int, dict[int, int]] = {}
+        """Registers a test changes: device id → {wire address: value}."""
 
     # -- the Engine surface -------------------------------------------------------------------
 
@@ -198,6 +206,63 @@ class ScriptedEngine:
         self.uploads += 1
         return "nothing queued"
 
+    def read_raw(self, device_id: int, address: int, count: int, function: int = 3) -> Reply:
+        """The simulated meter's registers (or its exception), with its frames as traffic."""
+        self.raw_reads.append((device_id, address, count, function))
+        request = _frame(bytes([device_id, function, address >> 8, address & 0xFF, count >> 8,
+                                count & 0xFF]))  # fmt: skip
+        stats = self.stats(device_id)
+        stats.requests += 1
+        if device_id in self.failing or device_id not in self.sim:
+            stats.timeouts += 1
+            reply = Reply(Outcome.TIMEOUT, rtt=0.2, sent=request)
+        else:
+            try:
+                if function not in (3, 4):
+                    raise ModbusExceptionReply(1)
+                registers = self.sim[device_id].read(function, address, count)
+            except ModbusExceptionReply as exc:
+                stats.exceptions[exc.code] += 1
+                received = _frame(bytes([device_id, function | 0x80, exc.code]))
+                reply = Reply(
+                    Outcome.EXCEPTION, exception_code=exc.code, rtt=0.03, sent=request,
+                    received=received,
+                )  # fmt: skip
+            else:
+                over = self.raw_overrides.get(device_id, {})
+                registers = [over.get(address + i, r) for i, r in enumerate(registers)]
+                data = b"".join(r.to_bytes(2, "big") for r in registers)
+                received = _frame(bytes([device_id, function, len(data)]) + data)
+                stats.ok += 1
+                reply = Reply(
+                    Outcome.OK, registers=registers, rtt=0.03, sent=request, received=received
+                )
+        self.emit_traffic(
+            TrafficRecord(
+                time=self.clock(),
+                device_id=device_id,
+                sent=reply.sent,
+                received=reply.received,
+                outcome=reply.outcome,
+                rtt=reply.rtt,
+                exception_code=reply.exception_code,
+                function=function,
+            )
+        )
+        return reply
+
+    def add_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        self.traffic_listeners.append(listener)
+
+    def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
+        if listener in self.traffic_listeners:
+            self.traffic_listeners.remove(listener)
+
+    def emit_traffic(self, record: TrafficRecord) -> None:
+        """Hand ``record`` to the traffic listeners, as the bus thread would."""
+        for listener in list(self.traffic_listeners):
+            listener(record)
+
     # -- the script ---------------------------------------------------------------------------
 
     def _info(self, device_id: int) -> MeterInfo:
@@ -253,3 +318,8 @@ class ScriptedEngine:
     def recover(self, device_id: int) -> None:
         """Meter ``device_id`` answers again."""
         self.failing.pop(device_id, None)
+
+
+def _frame(body: bytes) -> bytes:
+    """An RTU frame: ``body`` and its CRC."""
+    return body + FramerRTU.compute_CRC(body).to_bytes(2, "big")

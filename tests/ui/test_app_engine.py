@@ -3,19 +3,17 @@ holds the port. These run the real RTU code path over RTU-over-TCP on the loopba
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import socket
-import struct
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import EMTUI
+from pymodbus_server import FREQUENCIES, frequency_bus
 
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
 from emtui.core.log.livefile import find_live
@@ -55,60 +53,12 @@ async def wait_until(pilot: object, condition: object, timeout: float) -> bool:
 # -- a bus emtui did not write: pymodbus' own server ----------------------------------------------
 
 
-def _registers(value: float) -> list[int]:
-    raw = struct.pack(">f", value)
-    return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
-
-
 @pytest.fixture
 def pymodbus_bus() -> Iterator[tuple[str, dict[int, float]]]:
     """pymodbus' TCP server with RTU framing (RTU over TCP), two devices with known
     frequencies at register 3110 (wire address 3109), float32 high word first."""
-    from pymodbus.datastore import (
-        ModbusDeviceContext,
-        ModbusSequentialDataBlock,
-        ModbusServerContext,
-    )
-    from pymodbus.framer import FramerType
-    from pymodbus.server import ModbusTcpServer
-
-    frequencies = {1: 50.02, 2: 49.97}
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def device(frequency: float) -> ModbusDeviceContext:
-        values = [0] * 44000
-        values[3109:3111] = _registers(frequency)
-        # block address 1 is wire address 0 in pymodbus 3.16's datastore
-        return ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, values))
-
-    context = ModbusServerContext(devices={i: device(f) for i, f in frequencies.items()})
-    servers: list[ModbusTcpServer] = []
-
-    async def serve() -> None:
-        server = ModbusTcpServer(context, framer=FramerType.RTU, address=("127.0.0.1", port))
-        servers.append(server)
-        started.set()
-        await server.serve_forever()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(5)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"socket://127.0.0.1:{port}", frequencies
-    asyncio.run_coroutine_threadsafe(servers[0].shutdown(), loop).result(5)
-    thread.join(5)
+    with frequency_bus() as port:
+        yield port, dict(FREQUENCIES)
 
 
 async def test_overview_shows_the_known_frequency_of_a_pymodbus_bus(

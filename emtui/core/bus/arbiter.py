@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
     ReadInputRegistersRequest,
@@ -33,6 +34,7 @@ from pymodbus.pdu.register_message import (
 
 from emtui.core.bus.link import ConnectionSettings, Link, LinkError, Outcome, Reply, open_link
 from emtui.core.bus.stats import DeviceStats
+from emtui.core.bus.traffic import TrafficRecord, process_listeners
 from emtui.core.log.runstate import ConnectionLock
 
 #: Margin (s) added to the wire time until a device's turnaround has been measured. Generous:
@@ -76,19 +78,6 @@ class Priority(enum.IntEnum):
     INTERACTIVE = 3
 
 
-@dataclass(frozen=True, slots=True)
-class TrafficRecord:
-    """One transaction as the traffic monitor shows it."""
-
-    time: float
-    device_id: int
-    sent: bytes
-    received: bytes
-    outcome: Outcome
-    rtt: float
-    exception_code: int | None = None
-
-
 @dataclass(order=True, slots=True)
 class _Job:
     priority: int
@@ -120,6 +109,16 @@ def reply_chars_for(request: ModbusPDU) -> int:
     return 8
 
 
+def reply_values(reply: Reply, function: int, count: int) -> list[int] | None:
+    """The registers (FC 3/4) or bits as 0/1 (FC 1/2) of an OK reply; None otherwise."""
+    if not reply.ok:
+        return None
+    if function in (1, 2):
+        bits = getattr(reply.pdu, "bits", None)
+        return [int(bool(b)) for b in bits[:count]] if bits is not None else None
+    return list(reply.registers) if reply.registers is not None else None
+
+
 class BusArbiter:
     """Serialises every request on one connection and keeps its statistics.
 
@@ -147,7 +146,8 @@ class BusArbiter:
         self.clock = clock
         self.stats: dict[int, DeviceStats] = {}
         self.traffic: deque[TrafficRecord] = deque(maxlen=2000)
-        self._listeners: list[Callable[[TrafficRecord], None]] = []
+        # --trace / -v listeners of this process, so every command and the app trace alike
+        self._listeners: list[Callable[[TrafficRecord], None]] = process_listeners()
         self._backoff: dict[int, _Backoff] = {}
         self._heard: set[int] = set()  # devices that answered (or answered late) at least once
         self._first_contact_done: set[int] = set()
@@ -363,9 +363,19 @@ class BusArbiter:
         respect_backoff: bool = False,
         late_wait: float | None = None,
     ) -> Reply:
-        """Read ``count`` registers from wire ``address`` and wait for the reply."""
-        cls = ReadHoldingRegistersRequest if function == 3 else ReadInputRegistersRequest
-        request = cls(address=address, count=count, dev_id=device_id)
+        """Read ``count`` registers (FC 3/4) or bits (FC 1/2) from wire ``address`` and wait.
+
+        A bit read's reply carries the bits in ``reply.pdu.bits`` (see :func:`reply_values`).
+        """
+        classes: dict[int, type[ModbusPDU]] = {
+            1: ReadCoilsRequest,
+            2: ReadDiscreteInputsRequest,
+            3: ReadHoldingRegistersRequest,
+            4: ReadInputRegistersRequest,
+        }
+        if function not in classes:
+            raise ValueError(f"function must be 1, 2, 3 or 4, not {function}")
+        request = classes[function](address=address, count=count, dev_id=device_id)
         return self.submit(
             device_id,
             request,
@@ -496,7 +506,7 @@ class BusArbiter:
             received = len(reply.received) or job.reply_chars
             wire = self.wire_time(request_chars, received)
             stats.record(reply, wire, self.clock())
-            self._publish(device_id, reply)
+            self._publish(device_id, reply, job.request.function_code)
             self._absorb_late()
             if reply.answered:
                 self._heard.add(device_id)
@@ -583,7 +593,7 @@ class BusArbiter:
             delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (state.failures - 2))
             state.until = self.clock() + delay
 
-    def _publish(self, device_id: int, reply: Reply) -> None:
+    def _publish(self, device_id: int, reply: Reply, function: int = 0) -> None:
         record = TrafficRecord(
             time=time.time(),
             device_id=device_id,
@@ -592,6 +602,9 @@ class BusArbiter:
             outcome=reply.outcome,
             rtt=reply.rtt,
             exception_code=reply.exception_code,
+            function=function,
+            stale=reply.stale,
+            other_id=reply.other_id,
         )
         self.traffic.append(record)
         for listener in list(self._listeners):

@@ -57,16 +57,23 @@ class ReadPlanner:
             request dearer, so longer gaps are worth reading through).
         max_gap: never read through more than this many unwanted registers (None: no limit
             beyond the cost model).
+        avoid: register numbers that act when read (the map's ``acts_on_read``): no block
+            covers one, and entries that contain one are left out.
     """
 
     def __init__(
-        self, block_size: int = 125, turnaround_chars: float = 35.0, max_gap: int | None = None
+        self,
+        block_size: int = 125,
+        turnaround_chars: float = 35.0,
+        max_gap: int | None = None,
+        avoid: Iterable[int] = (),
     ) -> None:
         if not 1 <= block_size <= 125:
             raise ValueError(f"block size must be 1-125, not {block_size}")
         self.block_size = block_size
         self.turnaround_chars = turnaround_chars
         self.max_gap = max_gap
+        self.avoid = frozenset(avoid)
         # Register numbers R such that no block may contain both R-1's entry and R's entry:
         # learned splits (a block starting at R must start a new request).
         self._barriers: set[int] = set()
@@ -84,7 +91,11 @@ class ReadPlanner:
     def plan(self, entries: Iterable[RegisterEntry]) -> list[ReadBlock]:
         """Minimal-cost blocks covering ``entries`` (unreadable ones left out)."""
         wanted = sorted(
-            {(e.register, e.name): e for e in entries if e.name not in self._unreadable}.values(),
+            {
+                (e.register, e.name): e
+                for e in entries
+                if e.name not in self._unreadable and not e.acts_on_read and not self._acts(e)
+            }.values(),
             key=lambda e: (e.register, e.count),
         )
         n = len(wanted)
@@ -117,9 +128,14 @@ class ReadPlanner:
         blocks.reverse()
         return blocks
 
+    def _acts(self, entry: RegisterEntry) -> bool:
+        return any(entry.register + k in self.avoid for k in range(entry.count))
+
     def _may_join(self, left: RegisterEntry, right: RegisterEntry) -> bool:
         if right.register in self._barriers:
             return False
+        if any(left.end <= r < right.register for r in self.avoid):
+            return False  # reading through the gap would read a register that acts
         gap = right.register - left.end
         return self.max_gap is None or gap <= self.max_gap
 

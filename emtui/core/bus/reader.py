@@ -98,12 +98,16 @@ class MeterReader:
         self.arbiter = arbiter
         self.device_id = device_id
         self.map = rmap
-        self.entries = tuple(entries) if entries is not None else rmap.logged
+        # A register that acts when read (the command semaphore) is never polled.
+        chosen = tuple(entries) if entries is not None else rmap.logged
+        self.entries = tuple(e for e in chosen if not e.acts_on_read)
         self.priority = priority
         self.respect_backoff = respect_backoff
         self.clock = clock
         turnaround_chars = ASSUMED_TURNAROUND / arbiter.settings.char_time
-        self.planner = ReadPlanner(rmap.block_size, turnaround_chars, rmap.max_gap)
+        self.planner = ReadPlanner(
+            rmap.block_size, turnaround_chars, rmap.max_gap, avoid=rmap.acting_registers
+        )
         self._plan: list[ReadBlock] | None = None
 
     @property

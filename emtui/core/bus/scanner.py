@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from emtui.core.bus.arbiter import BusArbiter, Priority, TrafficRecord
+from emtui.core.bus.arbiter import BusArbiter, Priority
 from emtui.core.bus.link import Outcome
 from emtui.core.bus.reader import MeterReader
+from emtui.core.bus.traffic import TrafficRecord
 from emtui.core.maps.registers import RegisterMap
 
 #: Allowance for a slow meter before anyone has answered (design §5).

@@ -85,6 +85,8 @@ _ENTRY_KEYS = {
     "byte_order",
     "description",
     "digits",
+    "range",
+    "acts_on_read",
 }
 
 
@@ -117,6 +119,11 @@ class RegisterEntry:
         byte_order: byte order inside each register (from the map unless overridden).
         description: optional longer text.
         digits: decimals a screen shows (None: the default for the unit, design §11).
+        range: the vendor's valid range (low, high) where its register list gives a
+            numeric one; the off-by-one hint takes a value outside it for implausible.
+        acts_on_read: reading the register does something (register 5680 takes the
+            command-interface semaphore for about 4 minutes): the planner, scans and hints
+            never read it, and the raw view asks before a block touches it.
     """
 
     name: str
@@ -132,6 +139,8 @@ class RegisterEntry:
     byte_order: ByteOrder = "big"
     description: str = ""
     digits: int | None = None
+    range: tuple[float, float] | None = None
+    acts_on_read: bool = False
 
     @property
     def address(self) -> int:
@@ -196,6 +205,13 @@ class RegisterMap:
 
     def __contains__(self, name: object) -> bool:
         return any(entry.name == name for entry in self.entries)
+
+    @property
+    def acting_registers(self) -> frozenset[int]:
+        """Register numbers that act when read (every register of a flagged entry)."""
+        return frozenset(
+            e.register + k for e in self.entries if e.acts_on_read for k in range(e.count)
+        )
 
     @property
     def logged(self) -> tuple[RegisterEntry, ...]:
@@ -458,6 +474,12 @@ def _build_entry(
     for key in ("label", "unit", "group", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise _err(origin, where, f"{key} must be a string")
+    acts_on_read = raw.get("acts_on_read", False)
+    if not isinstance(acts_on_read, bool):
+        raise _err(origin, where, "acts_on_read must be true or false")
+    if acts_on_read and logged:
+        raise _err(origin, where, "an acts_on_read entry cannot be logged (reading it acts)")
+    value_range = _range(raw.get("range"), origin, where)
     return RegisterEntry(
         name=name,
         label=raw.get("label", name),
@@ -472,4 +494,20 @@ def _build_entry(
         byte_order=_order(raw.get("byte_order", byte_order), origin, where, "byte_order"),
         description=raw.get("description", ""),
         digits=digits,
+        range=value_range,
+        acts_on_read=acts_on_read,
     )
+
+
+def _range(value: Any, origin: str, where: str) -> tuple[float, float] | None:
+    """An entry's ``range = [low, high]`` (two numbers, low <= high), or None."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or value[0] > value[1]
+    ):
+        raise _err(origin, where, f"range must be [low, high] with low <= high, not {value!r}")
+    return float(value[0]), float(value[1])

@@ -31,6 +31,7 @@ GROUPS = {
     "power_quality",
     "timers",
     "clock",
+    "command",
 }
 
 #: The default logged set of em6400ng (design issue 2): nothing more, nothing less.
@@ -137,7 +138,8 @@ def test_ng_header(ng: RegisterMap) -> None:
 
 
 def test_ng_groups_are_the_known_ones(ng: RegisterMap) -> None:
-    """em6400ng uses exactly the eight design groups, each with at least one entry."""
+    """em6400ng uses exactly the eight design groups plus ``command`` (the semaphore register
+    5680, flagged acts_on_read), each with at least one entry."""
     assert {e.group for e in ng} == GROUPS
 
 
@@ -540,3 +542,110 @@ def test_map_files_must_be_plain_utf8_and_not_huge(
     assert words in str(info.value)
     path.write_text(SMALL_MAP, encoding="utf-8")
     assert load_map(path).name == "small"
+
+
+# --- value ranges and registers that act when read --------------------------------------------
+
+_RANGE_NUMBER = r"(0x[0-9A-Fa-f]+|-?\d+(?:\.\d+)?)"
+
+
+def _vendor_range(text: str) -> tuple[float, float] | None:
+    """The vendor's range column as (low, high) where it is plainly numeric ("42 – 70")."""
+    import re
+
+    match = re.fullmatch(rf"\s*{_RANGE_NUMBER}\s*[–-]\s*{_RANGE_NUMBER}\s*", text)
+    if match is None:
+        return None
+    low, high = (int(t, 16) if t.lower().startswith("0x") else float(t) for t in match.groups())
+    return float(low), float(high)
+
+
+def test_ng_ranges_are_the_vendor_ranges(
+    ng: RegisterMap, vendor: dict[int, dict[str, str]]
+) -> None:
+    """Every entry has the vendor's numeric range column as ``range`` (and none where the
+    vendor gives none or a non-numeric one); frequency is 42-70 Hz."""
+    problems = []
+    for e in ng:
+        expected = _vendor_range(vendor[e.register]["range"])
+        if e.range != expected:
+            problems.append(f"{e.name}: range {e.range}, vendor {expected}")
+    assert not problems, "\n".join(problems)
+    assert ng.get("frequency").range == (42.0, 70.0)
+
+
+def test_ng_command_semaphore_acts_on_read(ng: RegisterMap) -> None:
+    """Register 5680 (the command semaphore) is in the map, flagged acts_on_read, not logged;
+    it is the only such register."""
+    entry = ng.get("command_semaphore")
+    assert (entry.register, entry.type, entry.acts_on_read, entry.logged) == (
+        5680,
+        "uint16",
+        True,
+        False,
+    )
+    assert ng.acting_registers == frozenset({5680})
+
+
+def test_planner_and_reader_never_read_acting_registers(ng: RegisterMap) -> None:
+    """Asked for every entry of the map, the reader's plan covers no acts_on_read register
+    (neither as an entry nor read through a gap), but still covers its neighbours."""
+    from emtui.core.bus.arbiter import BusArbiter
+    from emtui.core.bus.link import ConnectionSettings
+    from emtui.core.bus.reader import MeterReader
+
+    arbiter = BusArbiter(ConnectionSettings(port="socket://127.0.0.1:9"))
+    reader = MeterReader(arbiter, 1, ng, ng.entries)
+    assert "command_semaphore" not in {e.name for e in reader.entries}
+    covered = {b.register + k for b in reader.plan for k in range(b.count)}
+    assert 5680 not in covered
+    assert {e.register for e in ng.entries if not e.acts_on_read} <= covered
+
+
+def test_planner_does_not_read_through_an_avoided_register() -> None:
+    """Two entries either side of an avoided register, cheap to join, stay two requests."""
+    from emtui.core.bus.planner import ReadPlanner
+
+    m = parse_map(
+        HEAD
+        + """
+[[register]]
+name = "a"
+register = 10
+type = "uint16"
+[[register]]
+name = "b"
+register = 12
+type = "uint16"
+"""
+    )
+    joined = ReadPlanner().plan(m.entries)
+    assert [(b.register, b.count) for b in joined] == [(10, 3)]
+    apart = ReadPlanner(avoid={11}).plan(m.entries)
+    assert [(b.register, b.count) for b in apart] == [(10, 1), (12, 1)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("range = [5, 1]", "range must be [low, high]"),
+        ("range = 5", "range must be [low, high]"),
+        ("range = [1, 'x']", "range must be [low, high]"),
+        ("acts_on_read = 1", "acts_on_read must be true or false"),
+        ("acts_on_read = true\nlogged = true", "cannot be logged"),
+    ],
+)
+def test_range_and_acts_on_read_are_validated(extra: str, problem: str) -> None:
+    """A bad range or acts_on_read value is refused with a message naming the entry."""
+    text = (
+        HEAD
+        + f"""
+[[register]]
+name = "a"
+register = 10
+type = "uint16"
+{extra}
+"""
+    )
+    with pytest.raises(MapError, match=r"entry 'a'.*" + problem.replace("[", r"\[")):
+        parse_map(text)
