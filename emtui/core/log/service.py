@@ -182,6 +182,8 @@ SupplementaryGroups=dialout
 ExecStart={exec_start}
 Restart=on-failure
 RestartSec=5
+# A bad flag (2), map (6) or config (7) does not mend itself: no restart loop; fix and start.
+RestartPreventExitStatus=2 6 7
 {state_directory}{outside}Environment=PYTHONUNBUFFERED=1
 # The logger finishes its current row and flushes on SIGTERM.
 KillSignal=SIGTERM

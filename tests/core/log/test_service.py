@@ -25,6 +25,7 @@ def test_unit_runs_the_logger_as_a_dialout_user_and_restarts_on_failure() -> Non
     assert "ExecStart=/opt/emtui/bin/emtui --log --config /etc/emtui/config.toml" in text
     assert "--data-dir /var/lib/emtui --state-dir /var/lib/emtui/state" in text
     assert "Restart=on-failure" in lines
+    assert "RestartPreventExitStatus=2 6 7" in lines  # a bad config is not restarted forever
     assert "User=pumps" in lines and "SupplementaryGroups=dialout" in lines
     assert "WantedBy=multi-user.target" in lines
     assert not any(line.startswith("User=root") for line in lines)
