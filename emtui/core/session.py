@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -50,6 +48,7 @@ from emtui.core.bus.writes import (
 )
 from emtui.core.config import Config, MeterConfig
 from emtui.core.log.livefile import LivePublisher
+from emtui.core.log.runstate import PidLock
 from emtui.core.log.worker import LoggingWorker
 from emtui.core.maps.registers import RegisterEntry, RegisterMap, load_map
 
@@ -156,37 +155,16 @@ def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
     return MeterInfo(meter.id, meter.label or f"meter {meter.id}", rmap, logged, extras)
 
 
-class DataDirLock:
-    """An exclusive flock on a data dir, so the app and a service never write one file."""
+class DataDirLock(PidLock):
+    """An exclusive lock on a data dir, so the app and a service never write one file."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / DATA_LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> DataDirLock:
-        """Take the lock or raise DataDirBusy naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DataDirBusy(
-                f"{self.path.parent}: another emtui logger (PID {holder}) writes here"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        """Drop the lock."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(
+            data_dir / DATA_LOCK_FILE,
+            lambda holder: DataDirBusy(
+                f"{data_dir}: another emtui logger (PID {holder}) writes here"
+            ),
+        )
 
 
 class BusSession:

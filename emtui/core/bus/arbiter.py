@@ -282,34 +282,13 @@ class BusArbiter:
             future=future,
             late_wait=late_wait,
         )
-        with self._cond:
-            if self._stopping or self._thread is None:
-                raise LinkError("the bus is not running")
-            heapq.heappush(self._queue, job)
-            self._cond.notify()
+        self._push(job)
         return future
 
     def listen_for_late(self, window: float, priority: Priority = Priority.SCAN) -> None:
         """Listen up to ``window`` s for late replies still owed (e.g. at the end of a scan),
         and return as soon as none is owed; they arrive as ``Outcome.LATE`` traffic."""
-        future: Future[Reply] = Future()
-        job = _Job(
-            priority=int(priority),
-            seq=next(self._seq),
-            device_id=0,
-            request=None,
-            reply_chars=0,
-            retries=0,
-            timeout=window,
-            respect_backoff=False,
-            future=future,
-        )
-        with self._cond:
-            if self._stopping or self._thread is None:
-                raise LinkError("the bus is not running")
-            heapq.heappush(self._queue, job)
-            self._cond.notify()
-        future.result()
+        self._run_control(priority, timeout=window)
 
     def retune(self, settings: ConnectionSettings, priority: Priority = Priority.SCAN) -> None:
         """Change the open port's baud, parity and stop bits in place (serial-settings
@@ -330,24 +309,36 @@ class BusArbiter:
             self._answered_last.clear()
             self._backoff.clear()
 
-        future: Future[Reply] = Future()
-        job = _Job(
-            priority=int(priority),
-            seq=next(self._seq),
-            device_id=0,
-            request=None,
-            reply_chars=0,
-            retries=0,
-            timeout=0.0,
-            respect_backoff=False,
-            future=future,
-            action=apply,
-        )
+        self._run_control(priority, timeout=0.0, action=apply)
+
+    def _push(self, job: _Job) -> None:
+        """Queue ``job`` for the bus thread (LinkError when the bus is not running)."""
         with self._cond:
             if self._stopping or self._thread is None:
                 raise LinkError("the bus is not running")
             heapq.heappush(self._queue, job)
             self._cond.notify()
+
+    def _run_control(
+        self, priority: Priority, *, timeout: float, action: Callable[[], None] | None = None
+    ) -> None:
+        """Run a job that is not a request (listen for late replies, retune) on the bus
+        thread in its turn, and wait for it."""
+        future: Future[Reply] = Future()
+        self._push(
+            _Job(
+                priority=int(priority),
+                seq=next(self._seq),
+                device_id=0,
+                request=None,
+                reply_chars=0,
+                retries=0,
+                timeout=timeout,
+                respect_backoff=False,
+                future=future,
+                action=action,
+            )
+        )
         future.result()
 
     def read_registers(

@@ -20,8 +20,9 @@ import pwd
 import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from emtui.core.bus.link import ConnectionSettings, PortBusy
 from emtui.core.bus.ports import _comm, _lock_holder
@@ -42,20 +43,23 @@ def _slug(port: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", port).strip("_") or "port"
 
 
-class PortLock:
-    """An exclusive lock on a bus, held for the life of a logger (or any exclusive user).
+class PidLock:
+    """An exclusive flock on ``path`` holding the owner's PID (the kernel releases it when
+    the process dies, even by kill -9): the one mechanism of :class:`PortLock` and the
+    data-dir lock.
 
-    The lock is a file in the state directory named after the port, locked with flock (the
-    kernel releases it when the process dies, even by kill -9) and holding the owner's PID.
+    Args:
+        path: the lock file (its folder is created).
+        busy: the exception to raise, given the holder's PID as text.
     """
 
-    def __init__(self, state_dir: Path, port: str) -> None:
-        self.path = state_dir / f"lock-{_slug(port)}"
-        self.port = port
+    def __init__(self, path: Path, busy: Callable[[str], Exception]) -> None:
+        self.path = path
+        self._busy = busy
         self._fd: int | None = None
 
-    def acquire(self) -> PortLock:
-        """Take the lock or raise PortBusy naming the holder."""
+    def acquire(self) -> Self:
+        """Take the lock or raise the ``busy`` exception naming the holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -63,10 +67,7 @@ class PortLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise PortBusy(
-                f"{self.port}: in use by PID {holder} (an emtui logger); "
-                "stop it first (systemctl stop emtui, if it runs as the service)"
-            ) from None
+            raise self._busy(holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -80,11 +81,28 @@ class PortLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> PortLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class PortLock(PidLock):
+    """An exclusive lock on a bus, held for the life of a logger (or any exclusive user).
+
+    The lock is a file in the state directory named after the port (:class:`PidLock`).
+    """
+
+    def __init__(self, state_dir: Path, port: str) -> None:
+        super().__init__(
+            state_dir / f"lock-{_slug(port)}",
+            lambda holder: PortBusy(
+                f"{port}: in use by PID {holder} (an emtui logger); "
+                "stop it first (systemctl stop emtui, if it runs as the service)"
+            ),
+        )
+        self.port = port
 
 
 def _command_line() -> str:
