@@ -487,11 +487,17 @@ def test_kill_9_leaves_parseable_files_holding_every_reported_row(tmp_path: Path
             stdout=subprocess.PIPE,
             env=env,
         )
-        time.sleep(rng.uniform(0.15, 0.45))
+        # Kill only once the writer has adopted the file (its first row reported): a child
+        # killed while Python still starts (a loaded machine) would leave an injected torn
+        # tail unrepaired at the end, which says nothing about the writer.
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert first.endswith(b"\n"), "the child died before writing a row"
+        time.sleep(rng.uniform(0.05, 0.35))
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate(timeout=10)
         assert child.returncode == -signal.SIGKILL
-        lines = out.decode().split("\n")[:-1]  # a line without "\n" was never reported
+        lines = (first + out).decode().split("\n")[:-1]  # a line without "\n" was never reported
         reported.update(int(line) for line in lines)
         if run % 5 == 2:  # a power cut mid-row: the next run must repair it
             files = sorted(meter_dir.glob("*.csv"))
