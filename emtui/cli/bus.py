@@ -12,7 +12,6 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from emtui.cli.common import (
@@ -26,6 +25,7 @@ from emtui.cli.common import (
     settings_from,
     warn_unusual_baud,
 )
+from emtui.cli.progress import eta_text, id_progress
 from emtui.core.bus.arbiter import BusArbiter, Priority
 from emtui.core.bus.ids import format_ids
 from emtui.core.bus.link import ConnectionSettings
@@ -73,23 +73,13 @@ def scan(args: argparse.Namespace) -> int:
     warn_unusual_baud(config)
     out = _console()
     err = _err_console()
-    progress = Progress(
-        TextColumn("scanning id {task.fields[current]:>3}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        # the scanner's own estimate (the cost silent ids have had), not Rich's extrapolation
-        TextColumn("about {task.fields[eta]} left"),
-        console=err,
-        transient=True,
-        disable=args.json or not err.is_terminal,
-    )
+    progress = id_progress("scanning", err, disable=args.json or not err.is_terminal)
     task = progress.add_task("scan", total=len(ids), current=ids[0] if ids else 0, eta="?")
     scanner: Scanner | None = None
 
     def on_progress(done: int, total: int, current: int) -> None:
-        eta = scanner.eta() if scanner is not None else None
-        text = "?" if eta is None else f"{eta:.0f} s" if eta >= 10 else f"{eta:.1f} s"
-        progress.update(task, completed=done, current=current, eta=text)
+        eta = eta_text(scanner.eta() if scanner is not None else None)
+        progress.update(task, completed=done, current=current, eta=eta)
 
     def on_found(device: FoundDevice) -> None:
         if not args.json:

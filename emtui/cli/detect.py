@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 
 from emtui.cli.common import (
     NO_ANSWER_ADVICE,
@@ -21,6 +20,7 @@ from emtui.cli.common import (
     map_from_args,
     settings_from,
 )
+from emtui.cli.progress import eta_text, id_progress
 from emtui.core.bus.detect import (
     Detected,
     Detector,
@@ -77,24 +77,15 @@ def detect(args: argparse.Namespace) -> int:
             + (f", expecting {format_ids(expected)}" if expected else "")
             + f", {len(order)} setting(s) from {order[0].describe()}"
         )
-    progress = Progress(
-        TextColumn("{task.fields[settings]} id {task.fields[current]:>3}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("about {task.fields[eta]} left"),
-        console=err,
-        transient=True,
-        disable=args.json or not err.is_terminal,
-    )
+    progress = id_progress("{task.fields[settings]}", err, disable=args.json or not err.is_terminal)
     total = sum(len(s.ids) for s in steps)
     task = progress.add_task("detect", total=total, settings="", current=0, eta="?")
     detector: Detector | None = None
 
     def on_progress(done: int, total: int, settings: SerialSettings, current: int) -> None:
-        eta = detector.eta() if detector is not None else None
-        text = "?" if eta is None else f"{eta:.0f} s" if eta >= 10 else f"{eta:.1f} s"
+        eta = eta_text(detector.eta() if detector is not None else None)
         progress.update(
-            task, completed=done, settings=settings.describe(), current=current, eta=text
+            task, completed=done, settings=settings.describe(), current=current, eta=eta
         )
 
     def on_found(found: Detected) -> None:
