@@ -6,10 +6,10 @@ from pathlib import Path
 
 from scripted_engine import T0, ScriptedEngine, reference_config
 
+from emtui.core.check.phasor import VOLTAGE_ANGLES, phasor_diagram
 from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
 from emtui.ui.commission import CommissionScreen
-from emtui.ui.phasor import VOLTAGE_ANGLES, phasor_diagram
 
 
 def tip(lines: list[str], char: str) -> tuple[int, int]:
