@@ -49,9 +49,15 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _number(s: Snapshot, name: str) -> float | None:
+    value = s.number(name)
+    return value if value is not None and math.isfinite(value) else None
+
+
 def phasors(samples: Sequence[Snapshot]) -> Phasors:
     """The phasors of ``samples``: the circular mean of each phase's angle atan2(kVAR, kW),
-    and the mean V and I (one sample: that sample's values)."""
+    and the mean V and I (one sample: that sample's values). Values not read or not finite
+    are left out."""
     angles: dict[str, float | None] = {}
     volts: dict[str, float | None] = {}
     amps: dict[str, float | None] = {}
@@ -59,14 +65,14 @@ def phasors(samples: Sequence[Snapshot]) -> Phasors:
         sin = cos = 0.0
         seen = 0
         for s in samples:
-            kw, kvar = s.number(f"active_power_{x}"), s.number(f"reactive_power_{x}")
+            kw, kvar = _number(s, f"active_power_{x}"), _number(s, f"reactive_power_{x}")
             if kw is None or kvar is None or not (kw or kvar):
                 continue
             rad = math.atan2(kvar, kw)
             sin, cos, seen = sin + math.sin(rad), cos + math.cos(rad), seen + 1
         angles[x] = math.degrees(math.atan2(sin, cos)) if seen else None
-        volts[x] = _mean([v for s in samples if (v := s.number(f"voltage_{x}n")) is not None])
-        amps[x] = _mean([i for s in samples if (i := s.number(f"current_{x}")) is not None])
+        volts[x] = _mean([v for s in samples if (v := _number(s, f"voltage_{x}n")) is not None])
+        amps[x] = _mean([i for s in samples if (i := _number(s, f"current_{x}")) is not None])
     return Phasors(angles, volts, amps)
 
 

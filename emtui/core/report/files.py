@@ -54,16 +54,14 @@ def prepare_out_dir(out_dir: Path) -> Path:
         ReportError: ``out_dir`` is a file, or cannot be created.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"--out {out_dir} is a file: give a directory to write the report into")
+        raise ReportError(f"{out_dir} is a file: give a directory to write the report into")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ReportError(
-            f"--out {out_dir}: a part of that path is a file: give a directory"
-        ) from None
+    except (FileExistsError, NotADirectoryError):
+        raise ReportError(f"{out_dir}: a part of that path is a file: give a directory") from None
     except OSError as exc:
         raise ReportError(
-            f"--out {out_dir}: cannot create it ({exc.strerror or exc}); give a writable directory"
+            f"{out_dir}: cannot create it ({exc.strerror or exc}); give a writable directory"
         ) from None
     return out_dir
 
