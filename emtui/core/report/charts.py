@@ -119,7 +119,7 @@ def phasor_chart(
     chart = pygal.XY(
         **_config(
             width=420,
-            height=460,
+            height=483,  # the plot area square (404 × 404): angles true
             title="Phasors (V solid, I dashed)",
             x_title=None,
             show_x_labels=False,

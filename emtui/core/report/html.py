@@ -35,6 +35,8 @@ def _value(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "N/A"
+    if isinstance(value, list | tuple | dict) and not value:
+        return "none"
     if isinstance(value, list | tuple):
         return ", ".join(_value(v) for v in value)
     if isinstance(value, dict):
