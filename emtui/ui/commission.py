@@ -130,16 +130,20 @@ class CommissionScreen(Screen[None]):
         if window is not None:
             window.feed(sample)
 
-    def judge(self) -> CheckReport:
-        """The checks on the windows as they are now."""
+    def capture(self) -> BusCapture:
+        """The windows as they are now, as one capture (what :meth:`judge` judges, and what
+        ``emtui.core.report.write_report`` takes to save a report)."""
         meters = [
             w.capture(self.engine.stats(i).as_dict()) for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
-        capture = BusCapture(
+        return BusCapture(
             meters, self.engine.interval, [cycle] if cycle is not None else [], WINDOW_S
         )
-        report = run_checks(capture)
+
+    def judge(self, capture: BusCapture | None = None) -> CheckReport:
+        """The checks on ``capture`` (default: the windows as they are now)."""
+        report = run_checks(capture if capture is not None else self.capture())
         # The clock is read with the other registers, not with the logged set: judge it on
         # those reads alone.
         fixed = []

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from browser import chromium
 from helpers import EMTUI, ROOT
 
@@ -173,6 +174,23 @@ def test_out_that_is_a_file_is_refused_before_the_bus(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and target.read_text() == "keep"
     done = run_report("--port", "socket://127.0.0.1:9", "--ids", "1")
     assert done.returncode == 2 and "--out" in done.stderr
+
+
+@pytest.mark.parametrize("seconds", ["0", "nan", "4000"])
+def test_bad_seconds_is_a_usage_error(seconds: str, tmp_path: Path) -> None:
+    """--seconds outside 1-3600 (or not a number): exit 2 naming the flag, nothing written."""
+    done = run_report(
+        "--port",
+        "socket://127.0.0.1:9",
+        "--ids",
+        "1",
+        "--seconds",
+        seconds,
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert done.returncode == 2 and "--seconds" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
 
 
 def test_logger_holding_the_port_is_exit_3_for_check_and_report(tmp_path: Path) -> None:

@@ -234,7 +234,20 @@ def build_document(
         "checks": report.as_dict(),
     }
     document["summary"]["line"] = summary_line(document)
-    return document
+    safe: dict[str, Any] = _json_safe(document)
+    return safe
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (a NaN the meter sent) as None, so the document
+    is strict JSON; tuples become lists, as JSON has them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _named(items: Sequence[Mapping[str, Any]]) -> str:

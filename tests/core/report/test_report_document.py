@@ -106,13 +106,15 @@ def test_long_window_is_thinned_and_total_falls_back_to_phases() -> None:
 
 
 def test_document_is_strict_json_with_missing_values() -> None:
-    """A value not read (None) or not finite becomes null, so the document dumps with
-    allow_nan=False."""
+    """A value not read (None) or not finite (in the trace, the setup and the checks'
+    evidence) becomes null, so the document dumps with allow_nan=False."""
     capture, _ = site()
     capture.meters[0].samples[2].values["voltage_an"] = None  # type: ignore[index]
     capture.meters[0].samples[3].values["current_b"] = math.nan  # type: ignore[index]
+    capture.meters[1].static["ct_primary"] = math.nan  # shown in the setup check's evidence
     doc = build_document(capture, run_checks(capture), context())
     json.dumps(doc, allow_nan=False)
+    assert doc["meters"][1]["setup"]["ct_primary"] is None
     assert doc["meters"][0]["trace"]["voltage_ln"]["a"][2] is None
     assert doc["meters"][0]["trace"]["current"]["b"][3] is None
     render_html(doc)  # the charts take the gaps
