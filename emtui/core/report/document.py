@@ -8,6 +8,7 @@ the HTML template only lays out what is here; it computes nothing.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import socket
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from emtui.core.check.model import (
     MeterCapture,
     MeterReport,
     Snapshot,
+    Verdict,
+    worse,
 )
 from emtui.core.check.phasor import PHASES, phasors
 
@@ -123,13 +126,12 @@ def _phasor_section(samples: Sequence[Snapshot]) -> dict[str, Any]:
     }
 
 
-def _worst(checks: Sequence[CheckResult]) -> str:
-    # the ranks of model.CheckReport.worst, for one meter
-    rank = {"pass": 0, "not_checked": 1, "warn": 2, "fail": 3}
-    return max((c.verdict for c in checks), key=lambda v: rank[v], default="pass")
+def _worst(checks: Sequence[CheckResult]) -> Verdict:
+    """The worst verdict of one meter's checks (as CheckReport.worst ranks them)."""
+    return functools.reduce(worse, (c.verdict for c in checks), "pass")
 
 
-def _identity(capture: MeterCapture, checked: MeterReport) -> dict[str, Any]:
+def _identity(checked: MeterReport) -> dict[str, Any]:
     try:
         evidence = checked.get("identity").evidence
     except KeyError:
@@ -146,7 +148,7 @@ def _meter_section(
         "id": capture.id,
         "label": capture.label,
         "verdict": _worst(checked.checks),
-        "identity": _identity(capture, checked),
+        "identity": _identity(checked),
         "setup": {name: capture.static.get(name) for name in setup_names},
         "expect": dict(capture.expect),
         "checks": [c.as_dict() for c in checked.checks],

@@ -72,3 +72,38 @@ def test_report_prints_to_pdf_a_page_per_meter(tmp_path: Path) -> None:
     assert pdf.startswith(b"%PDF-")
     assert pdf_pages(pdf) >= 1 + len(report.meters)
     assert len(pdf) > 20_000
+
+
+PRINT_WIDTH_PX = 707
+"""The printable width of A4 with the report's 11 mm side margins, in CSS pixels (187 mm)."""
+
+
+def test_print_media_is_light_and_fits_the_page(tmp_path: Path) -> None:
+    """Under print media at A4's printable width: every meter section starts a page, every
+    chart fits the width, and no element has a dark background (luminance < 0.6)."""
+    capture, report = site()
+    files = write_report(capture, report, context(), tmp_path)
+    with chromium(PRINT_WIDTH_PX, 1000) as driver:
+        driver.get(files.html.as_uri())
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        assert width <= PRINT_WIDTH_PX
+        breaks = driver.execute_script(
+            "return [...document.querySelectorAll('section.meter')]"
+            ".map(e => getComputedStyle(e).breakBefore)"
+        )
+        assert breaks == ["page"] * len(report.meters)
+        rights = driver.execute_script(
+            "return [...document.querySelectorAll('svg')].map(e => e.getBoundingClientRect().right)"
+        )
+        assert len(rights) == 4 * len(report.meters) and max(rights) <= width
+        backgrounds = driver.execute_script(
+            "return [...new Set([...document.querySelectorAll('*')]"
+            ".map(e => getComputedStyle(e).backgroundColor))]"
+        )
+    for colour in backgrounds:
+        r, g, b, *alpha = (float(v) for v in re.findall(r"[\d.]+", colour))
+        if alpha and alpha[0] == 0:
+            continue  # transparent
+        luminance = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+        assert luminance >= 0.6, colour
