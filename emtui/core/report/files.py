@@ -71,9 +71,9 @@ def write_report(
 ) -> ReportFiles:
     """Build the report of a checked window and write its HTML and JSON into ``out_dir``.
 
-    The names are ``emtui-report-<site>-<YYYYmmdd-HHMMSS>.html`` and ``.json``; ``out_dir``
-    is created if missing. The JSON's ``checks`` key is exactly the ``emtui check --json``
-    document.
+    The names are ``emtui-report-<site>-<YYYYmmdd-HHMMSS>.html`` and ``.json`` (``-2``, ``-3``…
+    added when a report of that second is already there); ``out_dir`` is created if missing.
+    The JSON's ``checks`` key is exactly the ``emtui check --json`` document.
 
     Raises:
         ReportError: ``out_dir`` is a file or cannot be created or written.
@@ -82,6 +82,11 @@ def write_report(
     document = build_document(capture, report, context)
     html = render_html(document)
     stem = report_stem(context)
+    # two reports in one second (the app's "save report" pressed twice): keep both
+    n = 1
+    while (out_dir / f"{stem}.html").exists() or (out_dir / f"{stem}.json").exists():
+        n += 1
+        stem = f"{report_stem(context)}-{n}"
     paths = ReportFiles(out_dir / f"{stem}.html", out_dir / f"{stem}.json", document)
     try:
         atomic_write_bytes(

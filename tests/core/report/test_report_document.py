@@ -188,6 +188,16 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert "2311000002" in files.html.read_text()
 
 
+def test_second_report_in_the_same_second_keeps_the_first(tmp_path: Path) -> None:
+    """Two reports with the same context (same second) are both kept: the second gets -2."""
+    capture, report = site()
+    first = write_report(capture, report, context(), tmp_path)
+    second = write_report(capture, report, context(), tmp_path)
+    assert second.html.name == first.html.name.replace(".html", "-2.html")
+    assert second.json.name == first.json.name.replace(".json", "-2.json")
+    assert len(list(tmp_path.iterdir())) == 4
+
+
 def test_write_report_refuses_a_file(tmp_path: Path) -> None:
     """An out_dir that is a file (or under one) is a ReportError saying to give a directory."""
     capture, report = site()
