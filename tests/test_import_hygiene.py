@@ -32,6 +32,8 @@ import pytest
         "emtui.core.log.livefile",
         "emtui.core.maps.display",
         "emtui.core.configedit",
+        "emtui.core.check.phasor",
+        "emtui.core.report",
         "emtui.sim.bus",
         "emtui.sim.command",
     ],

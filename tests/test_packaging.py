@@ -23,6 +23,7 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
     assert build.returncode == 0, build.stderr
     assert (target / "emtui" / "registers" / "em6400ng.toml").is_file()
     assert (target / "emtui" / "ui" / "app.tcss").is_file()
+    assert (target / "emtui" / "core" / "report" / "templates" / "report.html.j2").is_file()
     # every package of the source tree is in the wheel (pyproject lists them one by one)
     for init in (ROOT / "emtui").rglob("__init__.py"):
         package = init.parent.relative_to(ROOT)
@@ -35,6 +36,8 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
         "from emtui.core.maps.registers import builtin_map_names, load_map\n"
         "assert emtui.__file__.startswith(sys.argv[1]), emtui.__file__\n"
         "print(builtin_map_names(), len(load_map('em6400ng')), len(load_map('em6400-legacy')))\n"
+        "from emtui.core.report.html import _ENV\n"
+        "assert _ENV.get_template('report.html.j2').filename.startswith(sys.argv[1])\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", code, str(target)],

@@ -56,6 +56,10 @@ def run(argv: Sequence[str]) -> int:
         from emtui.cli.check import check
 
         return check(args)
+    if command == "report":
+        from emtui.cli.report import report
+
+        return report(args)
     if command in ("write", "setup", "clock"):
         import importlib
 

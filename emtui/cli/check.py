@@ -22,10 +22,12 @@ from emtui.cli.common import (
     settings_from,
     warn_unusual_baud,
 )
+from emtui.core.bus.link import PortBusy
 from emtui.core.check.capture import capture_window
 from emtui.core.check.checks import run_checks
-from emtui.core.check.model import CheckReport, CheckResult
+from emtui.core.check.model import BusCapture, CheckReport, CheckResult
 from emtui.core.config import Config
+from emtui.core.observer import STOP_HINT
 from emtui.core.session import BusSession
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_checked": "dim"}
@@ -41,29 +43,48 @@ def expectations(config: Config) -> dict[int, dict[str, float | int]]:
     return out
 
 
-def check(args: argparse.Namespace) -> int:
-    """``emtui check``: exit 0 when nothing failed, DEVICE (5) when a check failed."""
+def checked_config(args: argparse.Namespace, what: str) -> Config:
+    """The config of ``emtui check`` / ``report``: meters to ``what`` and a port, or a usage
+    error saying what to give."""
     config = effective_config(args)
-    settings = settings_from(config)
+    settings_from(config)  # no port: a usage error listing the ports
     if not config.meters:
         raise CliError(
-            "no meters to check: give --ids (e.g. --ids 1-4) or [[meters]] tables in the config",
+            f"no meters to {what}: give --ids (e.g. --ids 1-4) or [[meters]] tables in the config",
             ExitCode.USAGE,
         )
     warn_unusual_baud(config)
-    err = Console(stderr=True, highlight=False)
-    if not args.json:
-        err.print(
-            f"checking {settings.describe()}, ids {', '.join(str(i) for i in config.ids)}, "
-            f"over {args.seconds:g} s"
-        )
-    session = BusSession(config, settings)
-    session.open_bus()  # PortBusy / LinkError: exit 3, naming the holder
+    return config
+
+
+def capture_checked(config: Config, seconds: float) -> tuple[BusCapture, CheckReport]:
+    """Open the bus, capture one window of every meter of ``config`` and judge it.
+
+    Raises:
+        CliError: a logger (or another program) holds the port: exit 3 naming its PID and how
+            to stop the service.
+    """
+    session = BusSession(config, settings_from(config))
     try:
-        capture = capture_window(session, args.seconds, expect=expectations(config))
+        session.open_bus()
+    except PortBusy as exc:
+        raise CliError(f"{exc} ({STOP_HINT})", ExitCode.CONNECTION) from None
+    try:
+        capture = capture_window(session, seconds, expect=expectations(config))
     finally:
         session.stop()
-    report = run_checks(capture)
+    return capture, run_checks(capture)
+
+
+def check(args: argparse.Namespace) -> int:
+    """``emtui check``: exit 0 when nothing failed, DEVICE (5) when a check failed."""
+    config = checked_config(args, "check")
+    if not args.json:
+        Console(stderr=True, highlight=False).print(
+            f"checking {settings_from(config).describe()}, ids "
+            f"{', '.join(str(i) for i in config.ids)}, over {args.seconds:g} s"
+        )
+    _, report = capture_checked(config, args.seconds)
     if args.json:
         emit_json(report.as_dict())
     else:

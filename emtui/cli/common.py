@@ -64,6 +64,7 @@ SUBCOMMANDS = (
     "setup",
     "clock",
     "check",
+    "report",
     "ports",
     "detect",
 )

@@ -226,6 +226,30 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             help="poll interval the bus load is judged against (default: the config's)",
         )
         _add_json(parser)
+    elif command == "report":
+        parser.description = (
+            "The commissioning report: the checks of emtui check over one window, written as "
+            "one self-contained HTML file (it prints to PDF) and the same data as JSON."
+        )
+        _add_connection(parser, "the meters to report on, e.g. 1-4")
+        parser.add_argument(
+            "--seconds",
+            type=_seconds,
+            default=10.0,
+            help="length of the window (default 10; the wiring checks need 10 s of load)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=flag_number("--interval"),
+            help="poll interval the bus load is judged against (default: the config's)",
+        )
+        parser.add_argument(
+            "--out",
+            required=True,
+            metavar="DIR",
+            help="directory for emtui-report-<site>-<YYYYmmdd-HHMMSS>.html and .json "
+            "(created if missing)",
+        )
     elif command == "map":
         parser.description = "Print and validate a register map."
         parser.add_argument("name", help="a built-in map name or a TOML file")

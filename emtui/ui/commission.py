@@ -7,7 +7,6 @@ the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -24,8 +23,8 @@ from emtui.core.bus.reader import Sample
 from emtui.core.check.capture import STATIC_NAMES
 from emtui.core.check.checks import check_clock, run_checks
 from emtui.core.check.model import BusCapture, CheckReport, MeterCapture, Scalar, Snapshot
+from emtui.core.check.phasor import legend, phasors
 from emtui.core.session import Engine
-from emtui.ui.phasor import legend, phasor_diagram
 
 __all__ = ["WINDOW_S", "CommissionScreen", "MeterWindow"]
 
@@ -131,16 +130,20 @@ class CommissionScreen(Screen[None]):
         if window is not None:
             window.feed(sample)
 
-    def judge(self) -> CheckReport:
-        """The checks on the windows as they are now."""
+    def capture(self) -> BusCapture:
+        """The windows as they are now, as one capture (what :meth:`judge` judges, and what
+        ``emtui.core.report.write_report`` takes to save a report)."""
         meters = [
             w.capture(self.engine.stats(i).as_dict()) for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
-        capture = BusCapture(
+        return BusCapture(
             meters, self.engine.interval, [cycle] if cycle is not None else [], WINDOW_S
         )
-        report = run_checks(capture)
+
+    def judge(self, capture: BusCapture | None = None) -> CheckReport:
+        """The checks on ``capture`` (default: the windows as they are now)."""
+        report = run_checks(capture if capture is not None else self.capture())
         # The clock is read with the other registers, not with the logged set: judge it on
         # those reads alone.
         fixed = []
@@ -175,23 +178,10 @@ class CommissionScreen(Screen[None]):
         if not ids:
             return "no meters"
         window = self.windows[ids[self.selected % len(ids)]]
-        last = window.samples[-1] if window.samples else None
-        angles: dict[str, float | None] = {}
-        volts: dict[str, float | None] = {}
-        amps: dict[str, float | None] = {}
-        for x in "abc":
-            kw = last.number(f"active_power_{x}") if last else None
-            kvar = last.number(f"reactive_power_{x}") if last else None
-            angles[x] = (
-                math.degrees(math.atan2(kvar, kw))
-                if kw is not None and kvar is not None and (kw or kvar)
-                else None
-            )
-            volts[x] = last.number(f"voltage_{x}n") if last else None
-            amps[x] = last.number(f"current_{x}") if last else None
+        # the latest sample: the diagram follows the live values
+        now = phasors([window.samples[-1]] if window.samples else [])
         head = f"id {window.id} {window.label}".rstrip() + "  (left/right: meter)"
-        body = phasor_diagram(angles, volts, amps)
-        return "\n".join([head, *body, legend(angles)])
+        return "\n".join([head, *now.diagram(), legend(now.angles)])
 
     def action_select(self, step: int) -> None:
         """Show the next (or previous) meter's phasors."""

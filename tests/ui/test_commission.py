@@ -6,10 +6,10 @@ from pathlib import Path
 
 from scripted_engine import T0, ScriptedEngine, reference_config
 
+from emtui.core.check.phasor import VOLTAGE_ANGLES, phasor_diagram
 from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
 from emtui.ui.commission import CommissionScreen
-from emtui.ui.phasor import VOLTAGE_ANGLES, phasor_diagram
 
 
 def tip(lines: list[str], char: str) -> tuple[int, int]:
@@ -65,3 +65,40 @@ async def test_commission_screen_shows_a_reversed_ct(tmp_path: Path) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, CommissionScreen)
         assert ("c", "Commission", "commission") in app.key_rows()  # listed by ?
+
+
+async def test_commission_window_saves_a_report(tmp_path: Path) -> None:
+    """The screen's live window (capture() and judge()) is what write_report takes: the saved
+    report has every meter, the screen's failed checks (id 2's ct_polarity among them), and
+    id 2's phase A drawn reversed."""
+    from emtui.core.report import ReportContext, write_report
+
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0])
+    engine.sim[2].set_wiring(parse_wiring("2:ct-reversed:A")[1])
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for _ in range(12):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.pause()
+        capture = screen.capture()
+        judged = screen.judge(capture)
+        files = write_report(
+            capture,
+            judged,
+            ReportContext(site="demo", port="socket://sim", settings="socket://sim 19200 8E1"),
+            tmp_path / "reports",
+        )
+    doc = files.document
+    assert [m["id"] for m in doc["meters"]] == [1, 2, 3, 4]
+    failed = [(f["id"], f["check"]) for f in doc["summary"]["failed"]]
+    assert failed == judged.failed() and (2, "ct_polarity") in failed
+    assert (1, "ct_polarity") not in failed
+    angle_a = doc["meters"][1]["phasors"]["phases"]["a"]["angle_deg"]
+    assert abs(abs(angle_a) - 180.0) < 60.0  # about the load angle + 180°
+    assert files.html.is_file() and files.json.is_file()

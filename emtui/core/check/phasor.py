@@ -1,21 +1,80 @@
-"""An ASCII phasor diagram of a meter's voltages and currents (the Commission screen).
+"""An ASCII phasor diagram of a meter's voltages and currents (the Commission screen and the
+commissioning report), and the per-phase angles and magnitudes it is drawn from.
 
 Why this module exists: a technician sees a reversed or swapped CT at a glance when the
 current phasors are drawn against their voltages — a current pointing away from its voltage
 is reversed, one sitting next to another phase's voltage is on the wrong phase. Plain ASCII so
-it survives any terminal and SSH client; pure functions so it is tested without a screen.
+it survives any terminal and SSH client (and a printed report); pure functions so it is
+tested without a screen.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["VOLTAGE_ANGLES", "phasor_diagram"]
+from emtui.core.check.model import Snapshot
+
+__all__ = ["PHASES", "VOLTAGE_ANGLES", "Phasors", "legend", "phasor_diagram", "phasors"]
+
+PHASES = ("a", "b", "c")
 
 VOLTAGE_ANGLES = {"a": 90.0, "b": -30.0, "c": 210.0}
 """Screen angle (degrees, counter-clockwise from the right) of each phase voltage: A up, then
 B and C 120° apart clockwise (ABC rotation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Phasors:
+    """Per phase (``a``, ``b``, ``c``): the V–I angle and the magnitudes of V and I.
+
+    Attributes:
+        angles: degrees by which the current lags its voltage, atan2(kVAR, kW); None when
+            the phase carries no power (or it was not read).
+        volts: phase-to-neutral voltage, V (None: not read).
+        amps: phase current, A (None: not read).
+    """
+
+    angles: dict[str, float | None] = field(default_factory=dict)
+    volts: dict[str, float | None] = field(default_factory=dict)
+    amps: dict[str, float | None] = field(default_factory=dict)
+
+    def diagram(self, *, width: int = 41, height: int = 17) -> list[str]:
+        """:func:`phasor_diagram` of these phasors."""
+        return phasor_diagram(self.angles, self.volts, self.amps, width=width, height=height)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _number(s: Snapshot, name: str) -> float | None:
+    value = s.number(name)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def phasors(samples: Sequence[Snapshot]) -> Phasors:
+    """The phasors of ``samples``: the circular mean of each phase's angle atan2(kVAR, kW),
+    and the mean V and I (one sample: that sample's values). Values not read or not finite
+    are left out."""
+    angles: dict[str, float | None] = {}
+    volts: dict[str, float | None] = {}
+    amps: dict[str, float | None] = {}
+    for x in PHASES:
+        sin = cos = 0.0
+        seen = 0
+        for s in samples:
+            kw, kvar = _number(s, f"active_power_{x}"), _number(s, f"reactive_power_{x}")
+            if kw is None or kvar is None or not (kw or kvar):
+                continue
+            rad = math.atan2(kvar, kw)
+            sin, cos, seen = sin + math.sin(rad), cos + math.cos(rad), seen + 1
+        angles[x] = math.degrees(math.atan2(sin, cos)) if seen else None
+        volts[x] = _mean([v for s in samples if (v := _number(s, f"voltage_{x}n")) is not None])
+        amps[x] = _mean([i for s in samples if (i := _number(s, f"current_{x}")) is not None])
+    return Phasors(angles, volts, amps)
+
 
 _ASPECT = 2.0  # a terminal cell is about twice as tall as wide
 
