@@ -81,8 +81,9 @@ class EmtuiApp(App[None]):
         Binding("l", "toggle_logging", "Logging", id="toggle_logging"),
         Binding("u", "upload_now", "Upload", id="upload_now"),
         Binding("f", "refresh_extras", "Read all", id="refresh_extras"),
-        Binding("e", "setup", "Setup", id="setup"),
-        Binding("k", "clock", "Clock", id="clock"),
+        # On a meter tab only; not in its footer either (80 columns hold no more keys).
+        Binding("e", "setup", "Setup meter", show=False, id="setup"),
+        Binding("k", "clock", "Meter clock", show=False, id="clock"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit_app", "Quit", id="quit"),
     ]

@@ -122,13 +122,13 @@ class RawScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "read", "Read", priority=True),
-        Binding("ctrl+b", "toggle_base", "Base 0/1"),
+        Binding("ctrl+t", "write", "Write"),
+        Binding("ctrl+b", "toggle_base", "Base"),
         Binding("ctrl+f", "next_format", "Format"),
         Binding("ctrl+o", "next_order", "Order"),
-        Binding("ctrl+g", "toggle_polling", "Poll on/off"),
+        Binding("ctrl+g", "toggle_polling", "Poll"),
         Binding("ctrl+r", "next_rate", "Rate"),
         Binding("ctrl+y", "apply_hint", "Shift to hint"),
-        Binding("ctrl+t", "write", "Write"),
         Binding("escape", "close", "Back"),
     ]
 
