@@ -67,14 +67,14 @@ class SetupScreen(ModalScreen[SetupReport | None]):
     DEFAULT_CSS = """
     SetupScreen { align: center middle; }
     SetupScreen > Vertical {
-        width: 78; height: auto; max-height: 22; border: thick $warning; padding: 0 1;
-        background: $surface;
+        width: 100%; max-width: 100; height: auto; max-height: 100%;
+        border: thick $warning; padding: 0 1; background: $surface;
     }
     SetupScreen Horizontal { height: auto; }
     SetupScreen Label { padding: 1 1 0 0; }
-    SetupScreen Input { width: 9; }
+    SetupScreen Input { width: 11; }
     SetupScreen #setup-allowed { color: $error; }
-    SetupScreen #setup-log { height: auto; max-height: 12; }
+    SetupScreen #setup-log { height: auto; max-height: 17; }
     SetupScreen #setup-verdict { height: auto; }
     """
 
@@ -107,7 +107,7 @@ class SetupScreen(ModalScreen[SetupReport | None]):
             )
             if not self.engine.allow_writes:
                 yield Static(NOT_ALLOWED, id="setup-allowed", markup=False)
-            with Horizontal():
+            with Horizontal(id="setup-form"):
                 yield Label("new id")
                 yield Input(str(self.device_id), id="setup-id", restrict=r"[0-9]*")
                 yield Label("baud")
@@ -129,11 +129,12 @@ class SetupScreen(ModalScreen[SetupReport | None]):
         keys = {
             "edit": "enter show the plan and start · escape close",
             "running": "running: the bus is paused for polling …",
-            "confirm": "y SEND this command block · n do not send",
+            "confirm": "y SEND this command block · n do not send · up/down scroll",
             "done": "escape close",
         }[self.state]
         self.query_one("#setup-keys", Static).update(keys)
         self.query_one("#setup-steps", Static).update("\n".join(self.lines))
+        self.call_after_refresh(self._scroll_end)  # the newest step (or the block) in view
 
     def _plan(self) -> SetupPlan | None:
         try:
@@ -183,6 +184,8 @@ class SetupScreen(ModalScreen[SetupReport | None]):
         ]
         for field in self.query(Input):
             field.disabled = True
+        self.query_one("#setup-form").display = False  # the plan line says it: room for the log
+        self.query_one("#setup-log", VerticalScroll).focus()  # up/down scroll the steps
         self.state = "running"
         self._verdict("")
         self._show()
@@ -216,6 +219,9 @@ class SetupScreen(ModalScreen[SetupReport | None]):
     def _step(self, line: str) -> None:
         self.lines.append(line)
         self._show()
+
+    def _scroll_end(self) -> None:
+        self.query_one("#setup-log", VerticalScroll).scroll_end(animate=False)
 
     def action_answer(self, yes: bool) -> None:
         """Send the command block on screen (y), or not (n)."""

@@ -15,7 +15,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -68,17 +68,17 @@ class WriteScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     WriteScreen { align: center middle; }
     WriteScreen > Vertical {
-        width: 78; height: auto; max-height: 22; border: thick $warning; padding: 0 1;
-        background: $surface;
+        width: 100%; max-width: 100; height: auto; max-height: 100%;
+        border: thick $warning; padding: 0 1; background: $surface;
     }
     WriteScreen Horizontal { height: auto; }
     WriteScreen Label { padding: 1 1 0 0; }
-    WriteScreen #write-id { width: 7; }
-    WriteScreen #write-function { width: 6; }
-    WriteScreen #write-register { width: 9; }
+    WriteScreen #write-id { width: 9; }
+    WriteScreen #write-function { width: 8; }
+    WriteScreen #write-register { width: 11; }
     WriteScreen #write-values { width: 1fr; }
     WriteScreen #write-allowed { color: $error; }
-    WriteScreen #write-frame { height: auto; }
+    WriteScreen #write-scroll { height: auto; max-height: 13; }
     WriteScreen #write-outcome { height: auto; color: $warning; }
     """
 
@@ -131,7 +131,8 @@ class WriteScreen(ModalScreen[bool]):
                 initial = "" if self.value is None else str(self.value)
                 yield Input(initial, id="write-values", placeholder="1,2 or 49.9")
             yield Static("", id="write-format", markup=False)
-            yield Static("", id="write-frame", markup=False)
+            with VerticalScroll(id="write-scroll"):
+                yield Static("", id="write-frame", markup=False)
             yield Static("", id="write-outcome", markup=False)
             yield Static("", id="write-keys", markup=False)
 
@@ -145,13 +146,13 @@ class WriteScreen(ModalScreen[bool]):
 
     def _show(self) -> None:
         coils = self._function() in (5, 15)
-        fmt = "coil values 0/1 (on/off)" if coils else f"type {self.kind} · order {self.order}"
+        fmt = "coils 0/1 (on/off)" if coils else f"{self.kind} {self.order}"
         self.query_one("#write-format", Static).update(
-            f"{fmt} · FC16 registers (default), FC05/FC15 coils, FC06 only if typed"
+            f"{fmt} · FC16 registers, FC05/FC15 coils; FC06 only if typed"
         )
         keys = {
             "edit": "enter show the frame · ctrl+t type · ctrl+o order · escape close",
-            "preview": "y SEND this frame · n edit · escape close without sending",
+            "preview": "y SEND this frame · n edit · escape close unsent · up/down scroll",
             "sending": "sending …",
             "done": "escape close · n another write",
         }[self.state]
@@ -225,6 +226,7 @@ class WriteScreen(ModalScreen[bool]):
         self._say("")
         self.state = "preview"
         self._editing(False)
+        self.query_one("#write-scroll", VerticalScroll).focus()  # up/down scroll a long frame
         self._show()
         self.refresh_bindings()
 
