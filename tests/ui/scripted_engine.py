@@ -407,7 +407,8 @@ class ScriptedEngine:
         request = self._command(
             plan.device_id, 5000, [1, 0, new_id, BAUD_CODE[baud], PARITY_CODE[parity], timeout]
         )
-        labels = command_labels(5000, len(request.values))
+        notes = ["", "", f"new id {new_id}", f"{baud} baud", parity, "map default, unverified"]
+        labels = command_labels(5000, len(request.values), notes)
         if not confirm(format_frame(request, labels)):
             self._release(plan.device_id, request.values[1])
             raise SetupFailed("not confirmed: the command was not sent", 2)
