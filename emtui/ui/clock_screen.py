@@ -15,7 +15,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -52,11 +52,11 @@ class ClockScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ClockScreen { align: center middle; }
     ClockScreen > Vertical {
-        width: 78; height: auto; max-height: 22; border: thick $accent; padding: 0 1;
-        background: $surface;
+        width: 100%; max-width: 100; height: auto; max-height: 100%;
+        border: thick $accent; padding: 0 1; background: $surface;
     }
     ClockScreen #clock-allowed { color: $error; }
-    ClockScreen #clock-frame { height: auto; }
+    ClockScreen #clock-scroll { height: auto; max-height: 12; }
     ClockScreen #clock-outcome { height: auto; color: $warning; }
     """
 
@@ -97,7 +97,8 @@ class ClockScreen(ModalScreen[None]):
                     markup=False,
                 )
             yield Static("", id="clock-reading", markup=False)
-            yield Static("", id="clock-frame", markup=False)
+            with VerticalScroll(id="clock-scroll"):
+                yield Static("", id="clock-frame", markup=False)
             yield Static("", id="clock-outcome", markup=False)
             yield Static("", id="clock-keys", markup=False)
 
@@ -109,7 +110,7 @@ class ClockScreen(ModalScreen[None]):
         keys = {
             "reading": "reading …",
             "idle": "r read again · s set from this machine · escape close",
-            "ask": "y yes · n no",
+            "ask": "y yes · n no · up/down scroll",
             "setting": "setting …",
         }[self.state]
         self.query_one("#clock-keys", Static).update(keys)
@@ -197,6 +198,10 @@ class ClockScreen(ModalScreen[None]):
 
     def _ask(self, lines: list[str]) -> None:
         self.query_one("#clock-frame", Static).update("\n".join(lines))
+        scroll = self.query_one("#clock-scroll", VerticalScroll)
+        scroll.focus()  # up/down scroll the frame
+        # the question (and the time fields of a frame) are at the end
+        self.call_after_refresh(scroll.scroll_end, animate=False)
         self._state("ask")
 
     def action_answer(self, yes: bool) -> None:

@@ -154,12 +154,16 @@ class SetupScreen(ModalScreen[SetupReport | None]):
             self._verdict("parity: E, O or N")
             return None
         settings = self.engine.settings
-        return SetupPlan(
+        plan = SetupPlan(
             self.device_id,
             new_id if new_id != self.device_id else None,
             baud if baud != settings.baud else None,
             parity if parity != settings.parity.upper() else None,
         )
+        if plan.new_id is None and plan.new_baud is None and plan.new_parity is None:
+            self._verdict("nothing to change: give a new id, baud or parity")
+            return None
+        return plan
 
     def _verdict(self, text: str) -> None:
         self.query_one("#setup-verdict", Static).update(text)

@@ -309,7 +309,8 @@ async def test_setup_and_clock_refuse_while_logging_or_read_only(tmp_path: Path)
 async def test_setup_dialog_readdresses_the_scripted_meter_and_polls_its_new_id(
     tmp_path: Path,
 ) -> None:
-    """e on meter 1's tab, new id 7, enter: the plan, then the command block field by field;
+    """e on meter 1's tab: enter at the present settings starts nothing; new id 7, enter: the
+    plan, then the command block field by field;
     y sends it; the verdict is ok and, the meter being at the bus's settings, the app polls
     id 7 in place of 1 (its tab rebuilt)."""
     app, engine, _traffic = make_app(tmp_path)
@@ -318,12 +319,15 @@ async def test_setup_dialog_readdresses_the_scripted_meter_and_polls_its_new_id(
         await pilot.pause()
         dialog = app.screen
         assert isinstance(dialog, SetupScreen)
+        await pilot.press("enter")  # the present settings: nothing to do, nothing started
+        assert dialog.state == "edit"
+        assert "nothing to change" in text_of(dialog, "setup-verdict")
         dialog.query_one("#setup-id", Input).value = "7"
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: dialog.state == "confirm")
         steps = text_of(dialog, "setup-steps")
         assert "plan: id 1 at" in steps and "→ id 7" in steps
-        assert ("(FC16), command 5000" in steps and "new id" in steps) or "address" in steps
+        assert "(FC16), command 5000" in steps and "(4) address — new id 7" in steps
         assert not any(w.values[0] == 5000 for w in engine.writes)  # not yet sent
         await pilot.press("y")
         assert await wait_for(pilot, lambda: dialog.state == "done")
