@@ -551,3 +551,43 @@ def test_session_setup_pauses_polling_and_clock_set_within_1_s(
         BusSession(sim_config(port, tmp_path)).setup_meter(
             SetupPlan(1, 6), lambda lines: True, lambda line: None
         )
+
+
+async def test_a_write_without_acknowledgement_says_it_may_have_taken_effect(
+    tmp_path: Path,
+) -> None:
+    """A meter that stops answering: the write times out, the dialog says it may or may not
+    have taken effect and that the block is read again; the audit line says timeout."""
+    app, engine, _traffic = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        _raw, dialog = await open_write(pilot, app)
+        engine.fail(1)
+        await fill(pilot, dialog, "values", "5")
+        await pilot.press("enter", "y")
+        assert await wait_for(pilot, lambda: dialog.state == "done")
+        outcome = text_of(dialog, "write-outcome")
+    assert "no acknowledgement (timeout)" in outcome and "may or may not" in outcome
+    assert audit_lines(tmp_path)[0]["outcome"] == "timeout"
+
+
+async def test_a_setup_to_other_line_settings_says_where_the_meter_went(tmp_path: Path) -> None:
+    """Setup of meter 3 to 9600 baud (the bus runs 19200): ok, and the app says the meter is
+    no longer polled on this bus's settings and what to do; its tab stays as it was."""
+    app, engine, _traffic = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "e")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, SetupScreen)
+        dialog.query_one("#setup-baud", Input).value = "9600"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: dialog.state == "confirm")
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: dialog.state == "done")
+        assert "9600 8E1" in text_of(dialog, "setup-verdict")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "not on this bus's settings" in notes(app) and "Scan (s)" in notes(app)
+        assert app.query("#tab-meter-3")
+    assert [m.id for m in engine.meters] == [1, 2, 3, 4]
+    assert engine.sim[3].baud == 9600
