@@ -97,6 +97,8 @@ class SetupScreen(ModalScreen[SetupReport | None]):
         self.report: SetupReport | None = None
         self.error: str | None = None
         self.question = Question()
+        self.declined = False
+        """The technician answered no to the command block (nothing was sent)."""
 
     def compose(self) -> ComposeResult:
         settings = self.engine.settings
@@ -232,6 +234,7 @@ class SetupScreen(ModalScreen[SetupReport | None]):
         if self.state != "confirm":
             return
         self.lines.append("sending …" if yes else "not sent")
+        self.declined = not yes
         self.state = "running"
         self._show()
         self.refresh_bindings()
@@ -244,6 +247,8 @@ class SetupScreen(ModalScreen[SetupReport | None]):
             self._verdict(
                 f"ok: the meter answers at id {report.new_id}, {report.settings.describe()}"
             )
+        elif self.declined:
+            self._verdict("not sent: answered no (the semaphore was given back)")
         else:
             self._verdict(error or "failed")
         self._show()

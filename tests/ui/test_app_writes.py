@@ -591,3 +591,22 @@ async def test_a_setup_to_other_line_settings_says_where_the_meter_went(tmp_path
         assert app.query("#tab-meter-3")
     assert [m.id for m in engine.meters] == [1, 2, 3, 4]
     assert engine.sim[3].baud == 9600
+
+
+async def test_setup_answered_no_sends_no_command_block(tmp_path: Path) -> None:
+    """At the command block, n: the verdict says nothing was sent; the only write is the
+    semaphore given back, the meter keeps its id."""
+    app, engine, _traffic = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("1", "e")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, SetupScreen)
+        dialog.query_one("#setup-id", Input).value = "7"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: dialog.state == "confirm")
+        await pilot.press("n")
+        assert await wait_for(pilot, lambda: dialog.state == "done")
+        assert "not sent: answered no" in text_of(dialog, "setup-verdict")
+    assert [(w.address, w.purpose) for w in engine.writes] == [(5679, "release")]
+    assert 1 in engine.sim and 7 not in engine.sim
