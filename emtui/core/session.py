@@ -378,7 +378,7 @@ class BusSession:
         if self.logging:
             raise LinkError("stop logging (l) first: a setup takes the bus for several seconds")
         arbiter = self.arbiter
-        home = self.settings
+        home = arbiter.settings
         with arbiter.polling_paused():
             thread = self._thread
             if thread is not None and thread.is_alive():
@@ -423,9 +423,10 @@ class BusSession:
             )
         info = next((m for m in self.meters if m.id == plan.device_id), None)
         rmap = info.map if info is not None else load_map("em6400ng")
-        present = self.settings
 
         def run(arbiter: BusArbiter) -> SetupReport:
+            present = arbiter.settings  # the line as it is open now
+
             def open_at(settings: ConnectionSettings) -> BusArbiter:
                 if arbiter.settings != settings:
                     arbiter.retune(settings, priority=Priority.WRITE)
