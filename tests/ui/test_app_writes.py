@@ -37,6 +37,7 @@ from emtui.ui.app import EmtuiApp
 from emtui.ui.clock_screen import ClockScreen
 from emtui.ui.raw_screen import RawScreen
 from emtui.ui.setup_screen import SetupScreen
+from emtui.ui.widgets.live_table import LiveTable
 from emtui.ui.write_screen import WriteScreen
 
 #: A register in the EM6400NG's unprotected command block: the simulated meter stores it.
@@ -610,3 +611,26 @@ async def test_setup_answered_no_sends_no_command_block(tmp_path: Path) -> None:
         assert "not sent: answered no" in text_of(dialog, "setup-verdict")
     assert [(w.address, w.purpose) for w in engine.writes] == [(5679, "release")]
     assert 1 in engine.sim and 7 not in engine.sim
+
+
+async def test_the_dialog_takes_the_selected_row_and_its_value(tmp_path: Path) -> None:
+    """With the cursor on the block's third row, ctrl+t offers that register and its present
+    value; a write there leaves the rows around it unchanged."""
+    app, engine, _traffic = make_app(tmp_path)
+    engine.sim[1].write(SCRATCH + 1, [77])  # register SCRATCH + 2 holds 77
+    async with app.run_test(size=(80, 24)) as pilot:
+        raw, first = await open_write(pilot, app)
+        await pilot.press("escape")
+        await pilot.pause()
+        raw.query_one(LiveTable).move_cursor(2)
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, WriteScreen) and dialog is not first
+        assert dialog.query_one("#write-register", Input).value == str(SCRATCH + 2)
+        assert dialog.query_one("#write-values", Input).value == "77"
+        await fill(pilot, dialog, "values", "78")
+        await pilot.press("enter", "y")
+        assert await wait_for(pilot, lambda: dialog.state == "done")
+    assert engine.sim[1].read(3, SCRATCH - 1, 4) == [0, 0, 78, 0]
