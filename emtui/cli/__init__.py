@@ -87,7 +87,7 @@ def run(argv: Sequence[str]) -> int:
     from emtui.ui.run import run_app, run_demo
 
     if args.demo:
-        return run_demo(_demo_keys(args))
+        return run_demo(_demo_keys(args), allow_writes=args.allow_writes)
     config = effective_config(args)
     return run_app(config, settings_from(config), config.keys, allow_writes=args.allow_writes)
 

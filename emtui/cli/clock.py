@@ -8,19 +8,18 @@ clock read back) and ``error``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from emtui.cli.common import CliError, ExitCode, effective_config, emit_json, settings_from
 from emtui.cli.write import audit_for, confirm, open_arbiter, refuse
 from emtui.core.bus.arbiter import BusArbiter
-from emtui.core.bus.command import CommandError, CommandInterface, command_request
 from emtui.core.bus.link import LinkError
-from emtui.core.bus.writes import AuditLog, WriteRefused, check_allowed
-from emtui.core.clock import ClockReading, clock_parameters, ntp_status, read_clock
+from emtui.core.bus.writes import AuditLog, WriteRefused, WriteRequest, check_allowed
+from emtui.core.clock import ClockReading, ntp_status, read_clock, set_clock
 
 __all__ = ["clock"]
 
@@ -126,41 +125,17 @@ def _set_one(
     arbiter: BusArbiter, audit: AuditLog, device_id: int, yes: bool, human: Any
 ) -> str | None:
     """Set one meter's clock; None when done, else why not."""
-    interface = CommandInterface(arbiter, audit)
-    try:
-        semaphore = interface.take_semaphore(device_id)
-    except CommandError as exc:
-        return str(exc)
 
-    def exact() -> Any:
-        # The meter takes the time when the frame has arrived: add the frame's wire time.
-        sample = command_request(device_id, 1003, semaphore, clock_parameters(_dt.datetime.now()))
-        wire = (len(sample.frame()) + 3.5) * arbiter.settings.char_time
-        moment = _dt.datetime.fromtimestamp(time.time() + wire)
-        return command_request(device_id, 1003, semaphore, clock_parameters(moment))
+    def ask(lines: Sequence[str]) -> bool:
+        return confirm(lines, yes, human)
 
-    request = exact()
-    lines = interface.frame_lines(request)
-    if not yes:
-        lines.append("  (the time fields are taken again when it is sent)")
-    try:
-        if not confirm(lines, yes, human):
-            return "not confirmed (give --yes to send without asking)"
-        if not yes:  # the prompt took time: the frame sent carries the time of sending
-            request = exact()
-            print(f"  sent: {request.frame().hex(' ').upper()}", file=human)
-        result = interface.send(request)
-        if not result.ok:
-            return f"the meter did not accept the command ({result.outcome})"
-        done = interface.wait_done(device_id, 1003)
-        if not done.done:
-            return f"command 1003 not done (status {done.status}, result {done.result})"
-        if done.result != 0:
-            return f"command 1003 rejected with result code {done.result}"
-        return None
-    finally:
-        with contextlib.suppress(LinkError, OSError):  # it frees itself after ~4 minutes
-            interface.release(device_id, semaphore)
+    def sent(request: WriteRequest) -> None:
+        print(f"  sent: {request.frame().hex(' ').upper()}", file=human)
+
+    outcome = set_clock(arbiter, audit, device_id, ask, retime=not yes, on_sent=sent)
+    if outcome is not None and outcome.startswith("not confirmed"):
+        return "not confirmed (give --yes to send without asking)"
+    return outcome
 
 
 def _print(rows: list[dict[str, Any]]) -> None:

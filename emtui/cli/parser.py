@@ -138,7 +138,8 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument(
             "--allow-writes",
             action="store_true",
-            help="the app may write (raw view); each write is shown, confirmed and audited",
+            help="the app may write (raw view, setup, clock; with --demo: to the simulated "
+            "meters); each write is shown, confirmed and audited",
         )
         parser.add_argument(
             "--cycles",

@@ -20,8 +20,9 @@ from emtui.core.bus.writes import (
     AuditLog,
     WriteRefused,
     WriteRequest,
+    build_request,
     check_allowed,
-    encode_values,
+    exception_hint,
     format_frame,
     send_write,
 )
@@ -91,27 +92,10 @@ def open_arbiter(settings: ConnectionSettings) -> BusArbiter:
 def _request(args: argparse.Namespace) -> WriteRequest:
     """The write the flags describe (a usage error when they do not fit)."""
     address = args.register - 1 if args.register is not None else args.address
-    texts = [t for t in args.value.split(",") if t.strip()]
-    if not texts:
-        raise CliError("--value: give a value (several separated by commas)", ExitCode.USAGE)
-    function = args.function
     try:
-        if function in (5, 15):
-            values = []
-            for text in texts:
-                word = text.strip().lower()
-                if word not in ("0", "1", "on", "off", "true", "false"):
-                    raise ValueError(f"a coil value is 0 or 1 (on/off), not {text!r}")
-                values.append(1 if word in ("1", "on", "true") else 0)
-        else:
-            values = encode_values(texts, args.type, args.order)
-        if function == 6 and len(values) != 1:
-            raise ValueError(
-                f"FC06 writes one register; {args.type} needs {len(values)}: use --function 16"
-            )
-        if function == 5 and len(values) != 1:
-            raise ValueError("FC05 writes one coil: use --function 15 for several")
-        return WriteRequest(args.id, function, address, tuple(values), purpose="raw")
+        return build_request(
+            args.id, args.function, address, args.value.split(","), args.type, args.order
+        )
     except ValueError as exc:
         raise CliError(f"--value: {exc}", ExitCode.USAGE) from None
 
@@ -163,7 +147,7 @@ def write(args: argparse.Namespace) -> int:
     if reply is not None and reply.outcome is Outcome.EXCEPTION:
         print(
             f"emtui: id {request.device_id} refused the write with exception "
-            f"{reply.exception_code:02d}" + _exception_hint(reply.exception_code),
+            f"{reply.exception_code:02d}" + exception_hint(reply.exception_code),
             file=sys.stderr,
         )
         return int(ExitCode.DEVICE)
@@ -173,16 +157,3 @@ def write(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return int(ExitCode.NO_ANSWER)
-
-
-def _exception_hint(code: int | None) -> str:
-    if code == 1:
-        return " (illegal function: the meter does not support this function code)"
-    if code == 2:
-        return (
-            " (illegal address: not writable; EM6400NG setup registers change only through "
-            "the command interface: emtui setup)"
-        )
-    if code == 3:
-        return " (illegal value)"
-    return ""

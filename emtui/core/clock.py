@@ -8,6 +8,7 @@ wrong, so setting meters from it is refused unless forced (:func:`ntp_status`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as _dt
@@ -15,10 +16,13 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from emtui.core.bus.arbiter import BusArbiter, Priority
-from emtui.core.bus.link import Outcome
+from emtui.core.bus.command import CommandError, CommandInterface, command_request
+from emtui.core.bus.link import LinkError, Outcome
+from emtui.core.bus.writes import AuditLog, WriteRequest
 from emtui.core.maps.codec import CLOCK_FIELDS
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "clock_parameters",
     "ntp_status",
     "read_clock",
+    "set_clock",
 ]
 
 CLOCK_REGISTER = 1837
@@ -100,6 +105,62 @@ def clock_parameters(moment: _dt.datetime) -> list[int]:
         moment.second,
         moment.microsecond // 1000,
     ]
+
+
+def set_clock(
+    arbiter: BusArbiter,
+    audit: AuditLog,
+    device_id: int,
+    confirm: Callable[[Sequence[str]], bool],
+    *,
+    retime: bool = True,
+    on_sent: Callable[[WriteRequest], object] | None = None,
+) -> str | None:
+    """Set ``device_id``'s clock from this machine's local time with command 1003
+    (``emtui clock --set`` and the app's clock dialog); None when done, else why not.
+
+    The caller has checked :func:`~emtui.core.bus.writes.check_allowed` and the NTP state.
+    ``confirm`` is shown the frame (with the semaphore taken) and says whether to send;
+    with ``retime`` the time fields are taken again when it is sent (a technician's answer
+    takes seconds) and ``on_sent`` is given the block actually sent. The semaphore is always
+    given back.
+    """
+    interface = CommandInterface(arbiter, audit)
+    try:
+        semaphore = interface.take_semaphore(device_id)
+    except CommandError as exc:
+        return str(exc)
+
+    def exact() -> WriteRequest:
+        # The meter takes the time when the frame has arrived: add the frame's wire time.
+        sample = command_request(device_id, 1003, semaphore, clock_parameters(_dt.datetime.now()))
+        wire = (len(sample.frame()) + 3.5) * arbiter.settings.char_time
+        moment = _dt.datetime.fromtimestamp(time.time() + wire)
+        return command_request(device_id, 1003, semaphore, clock_parameters(moment))
+
+    request = exact()
+    lines = interface.frame_lines(request)
+    if retime:
+        lines.append("  (the time fields are taken again when it is sent)")
+    try:
+        if not confirm(lines):
+            return "not confirmed: nothing was sent (the semaphore was given back)"
+        if retime:  # the answer took time: the frame sent carries the time of sending
+            request = exact()
+            if on_sent is not None:
+                on_sent(request)
+        result = interface.send(request)
+        if not result.ok:
+            return f"the meter did not accept the command ({result.outcome})"
+        done = interface.wait_done(device_id, 1003)
+        if not done.done:
+            return f"command 1003 not done (status {done.status}, result {done.result})"
+        if done.result != 0:
+            return f"command 1003 rejected with result code {done.result}"
+        return None
+    finally:
+        with contextlib.suppress(LinkError, OSError):  # it frees itself after ~4 minutes
+            interface.release(device_id, semaphore)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1148,6 +1148,8 @@ KEY_BINDING_IDS: tuple[str, ...] = (
     "toggle_logging",
     "upload_now",
     "refresh_extras",
+    "setup",
+    "clock",
     "help",
     "quit",
 )

@@ -18,10 +18,13 @@ from emtui.core.bus.link import ConnectionSettings, LinkError, Reply
 from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.bus.stats import DeviceStats
 from emtui.core.bus.traffic import TrafficRecord
+from emtui.core.bus.writes import WriteRequest, WriteResult
+from emtui.core.clock import ClockReading
 from emtui.core.config import Config, MeterConfig
 from emtui.core.log.livefile import find_live, sample_from_live, stats_from_live
 from emtui.core.log.runstate import read_status
-from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
+from emtui.core.session import Confirm, LoggingState, MeterInfo, SampleListener, meter_info
+from emtui.core.setup import SetupPlan, SetupReport
 
 #: How to free the bus for inspection (the service's unit name is emtui).
 STOP_HINT = "stop the logger first (sudo systemctl stop emtui, if it runs as the service)"
@@ -42,6 +45,8 @@ class LoggerObserver:
     """
 
     read_only = True
+    allow_writes = False
+    """Nothing is ever written through a bus another process holds."""
 
     def __init__(
         self,
@@ -233,3 +238,25 @@ class LoggerObserver:
 
     def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None:
         """Nothing to stop."""
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        """Refused: a headless logger holds the bus (nothing is sent)."""
+        raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")
+
+    def setup_meter(
+        self,
+        plan: SetupPlan,
+        confirm: Confirm,
+        say: Callable[[str], None],
+        settle: float = 5.0,
+    ) -> SetupReport:
+        """Refused: a headless logger holds the bus (nothing is sent)."""
+        raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")
+
+    def read_clock(self, device_id: int) -> ClockReading:
+        """Refused: a headless logger holds the bus."""
+        raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")
+
+    def set_clock(self, device_id: int, confirm: Confirm) -> str | None:
+        """Refused: a headless logger holds the bus (nothing is sent)."""
+        raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")

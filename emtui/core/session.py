@@ -29,8 +29,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from emtui.core import clock as _clock
 from emtui.core.bus.arbiter import BusArbiter, Priority
 from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy, Reply
 from emtui.core.bus.planner import transaction_chars
@@ -46,11 +47,13 @@ from emtui.core.bus.writes import (
     check_allowed,
     send_write,
 )
+from emtui.core.clock import ClockReading
 from emtui.core.config import Config, MeterConfig
 from emtui.core.log.livefile import LivePublisher
 from emtui.core.log.runstate import PidLock
 from emtui.core.log.worker import LoggingWorker
 from emtui.core.maps.registers import RegisterEntry, RegisterMap, load_map
+from emtui.core.setup import SetupFailed, SetupPlan, SetupReport, commission
 
 #: Groups a meter tab reads once (they do not change while the meter runs) and on demand.
 STATIC_GROUPS = ("identity", "setup")
@@ -60,6 +63,12 @@ EXTRA_SLACK = 0.02
 DATA_LOCK_FILE = ".emtui-logging.lock"
 
 SampleListener = Callable[[Sample], object]
+Confirm = Callable[[Sequence[str]], bool]
+"""Shown a frame's lines, says whether to send it (the app asks the technician)."""
+T = TypeVar("T")
+#: Purposes of the command-interface writes in the audit log.
+SETUP_PURPOSE = "command 5000 (setup)"
+CLOCK_PURPOSE = "command 1003 (set date/time)"
 
 
 class DataDirBusy(Exception):
@@ -143,6 +152,20 @@ class Engine(Protocol):
     def add_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None: ...
     def remove_traffic_listener(self, listener: Callable[[TrafficRecord], None]) -> None: ...
 
+    allow_writes: bool
+    """Set by ``--allow-writes``: without it every write is refused (and audited)."""
+
+    def write(self, request: WriteRequest) -> WriteResult: ...
+    def setup_meter(
+        self,
+        plan: SetupPlan,
+        confirm: Confirm,
+        say: Callable[[str], None],
+        settle: float = 5.0,
+    ) -> SetupReport: ...
+    def read_clock(self, device_id: int) -> ClockReading: ...
+    def set_clock(self, device_id: int, confirm: Confirm) -> str | None: ...
+
 
 def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
     """The :class:`MeterInfo` of ``meter`` (its map loaded, its logged set as configured)."""
@@ -221,6 +244,7 @@ class BusSession:
         self._worker_samples = 0
         self.allow_writes = False
         """Set by ``--allow-writes``: without it :meth:`write` refuses everything."""
+        self._parked = threading.Event()  # the live thread waits for polling to resume
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -325,6 +349,118 @@ class BusSession:
                 audit.record(self.settings.port, request, f"refused: {exc}")
             raise
         return send_write(self.arbiter, request, audit)
+
+    def _refuse(self, device_id: int, purpose: str, *ids: int) -> AuditLog:
+        """The audit log, after refusing (audited) a command-interface write that is not
+        allowed; ``ids`` are further ids the command names (a new id)."""
+        audit = AuditLog(self.config.state_dir)
+        try:
+            check_allowed(self.allow_writes, device_id)
+            for other in ids:
+                check_allowed(True, other)
+        except WriteRefused as exc:
+            with contextlib.suppress(OSError):
+                audit.record_refusal(self.settings.port, device_id, purpose, str(exc))
+            raise
+        audit.check_writable()
+        return audit
+
+    def run_exclusive(self, fn: Callable[[BusArbiter], T]) -> T:
+        """Run ``fn`` with the bus to itself (a meter's setup; blocking, off the UI thread).
+
+        Polling and the tab's extra reads pause, as for a scan, and ``fn`` starts once the
+        live thread has finished the request it had on the wire; ``fn`` may retune the
+        arbiter to other line settings: the session's are put back afterwards.
+
+        Raises:
+            LinkError: logging is on (its rows must not stop), or the bus is down.
+        """
+        if self.logging:
+            raise LinkError("stop logging (l) first: a setup takes the bus for several seconds")
+        arbiter = self.arbiter
+        home = arbiter.settings
+        with arbiter.polling_paused():
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                self._parked.clear()
+                self._wake.set()
+                self._parked.wait(max(3.0, 2 * self.interval + 1.0))
+            try:
+                return fn(arbiter)
+            finally:
+                if arbiter.settings != home:
+                    with contextlib.suppress(LinkError):
+                        arbiter.retune(home, priority=Priority.WRITE)
+                with self._lock:  # learned at other settings: read again
+                    self._extra_readers.clear()
+                    self._due.clear()
+
+    def setup_meter(
+        self,
+        plan: SetupPlan,
+        confirm: Confirm,
+        say: Callable[[str], None],
+        settle: float = 5.0,
+    ) -> SetupReport:
+        """Re-address a meter as ``emtui setup`` does (:func:`~emtui.core.setup.commission`),
+        on this session's bus: polling paused (:meth:`run_exclusive`), the port retuned in
+        place to each line setting the procedure needs. ``confirm`` is shown the command
+        block; ``say`` is given each step. Blocking: run it off the UI thread.
+
+        Raises:
+            WriteRefused: no ``--allow-writes``, or id 0 (audited; nothing sent).
+            SetupFailed: refused before sending, or the meter not found afterwards.
+            LinkError: logging is on, or the bus is down.
+            OSError: the audit log cannot be written (nothing sent).
+        """
+        ids = (plan.new_id,) if plan.new_id is not None else ()
+        audit = self._refuse(plan.device_id, SETUP_PURPOSE, *ids)
+        if self.settings.kind == "tcp":
+            raise SetupFailed(
+                "a setup needs the RS-485 line itself (a serial port or socket://): over "
+                "tcp:// the gateway, not the meter, decides the line settings",
+                2,
+            )
+        info = next((m for m in self.meters if m.id == plan.device_id), None)
+        rmap = info.map if info is not None else load_map("em6400ng")
+
+        def run(arbiter: BusArbiter) -> SetupReport:
+            present = arbiter.settings  # the line as it is open now
+
+            def open_at(settings: ConnectionSettings) -> BusArbiter:
+                if arbiter.settings != settings:
+                    arbiter.retune(settings, priority=Priority.WRITE)
+                return arbiter
+
+            return commission(
+                present,
+                plan,
+                rmap,
+                audit,
+                open_arbiter=open_at,
+                close_arbiter=lambda arbiter: None,
+                confirm=confirm,
+                say=say,
+                settle=settle,
+            )
+
+        return self.run_exclusive(run)
+
+    def read_clock(self, device_id: int) -> ClockReading:
+        """Read ``device_id``'s clock against this machine's (interactive priority)."""
+        return _clock.read_clock(self.arbiter, device_id)
+
+    def set_clock(self, device_id: int, confirm: Confirm) -> str | None:
+        """Set ``device_id``'s clock from this machine's (command 1003, as ``emtui clock
+        --set``); None when done, else why not. The caller has checked the NTP state.
+
+        Raises:
+            WriteRefused: no ``--allow-writes``, or id 0 (audited; nothing sent).
+            OSError: the audit log cannot be written (nothing sent).
+            LinkError: the bus is down.
+        """
+        audit = self._refuse(device_id, CLOCK_PURPOSE)
+        return _clock.set_clock(self.arbiter, audit, device_id, confirm)
 
     def add_listener(self, listener: SampleListener) -> None:
         """Call ``listener`` with every sample (from the session's threads)."""
@@ -467,7 +603,8 @@ class BusSession:
         while not self._stop.is_set():
             if readers_for != self.meters:  # set_meters() after a scan
                 readers, readers_for = self._live_readers(), list(self.meters)
-            if not self.arbiter.wait_for_polling(0.2):  # a scan has the bus
+            if not self.arbiter.wait_for_polling(0.2):  # a scan (or a setup) has the bus
+                self._parked.set()
                 continue
             logging = self.logging
             started = time.monotonic()
@@ -488,7 +625,8 @@ class BusSession:
             deadline = None if self.interval <= 0 else self._next_slot(started)
             asked = 0.0
             try:
-                asked = self._read_extras(deadline, logging)
+                if self.arbiter.polling_allowed:
+                    asked = self._read_extras(deadline, logging)
             except LinkError:
                 pass
             except Exception as exc:  # a bug must not silently end live polling
@@ -503,7 +641,12 @@ class BusSession:
                 self._wake.clear()
                 delay = max(0.0, (deadline or 0.0) - time.monotonic())
                 woken = self._wake.wait(delay)
-                if woken and not self._stop.is_set() and not self.logging:
+                if (
+                    woken
+                    and not self._stop.is_set()
+                    and not self.logging
+                    and self.arbiter.polling_allowed
+                ):
                     self._wake.clear()  # a refresh asked for (or a new tab): serve it now
                     with contextlib.suppress(LinkError):
                         self._read_extras(deadline, logging=False)
@@ -726,6 +869,7 @@ def _static(reader: MeterReader) -> bool:
 
 __all__ = [
     "BusSession",
+    "Confirm",
     "DataDirBusy",
     "DataDirLock",
     "Engine",

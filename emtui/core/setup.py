@@ -52,6 +52,7 @@ PARITY_CODE = {"E": 0, "O": 1, "N": 2}
 CLEAN_READS = 3
 
 OpenArbiter = Callable[[ConnectionSettings], BusArbiter]
+CloseArbiter = Callable[[BusArbiter], None]
 Confirm = Callable[[Sequence[str]], bool]
 Say = Callable[[str], None]
 
@@ -141,17 +142,21 @@ def commission(
     confirm: Confirm,
     say: Say,
     settle: float = 5.0,
+    close_arbiter: CloseArbiter | None = None,
 ) -> SetupReport:
     """Run the re-address ``plan`` on the meter at ``present`` (see the module docstring).
 
     ``open_arbiter`` opens (and starts) an arbiter at given settings — the port is reopened
     for each settings change; ``confirm`` shows the frame lines and says whether to send;
-    ``say`` reports progress.
+    ``say`` reports progress. ``close_arbiter`` is called when one settings' arbiter is
+    done with (default: stop it); the app's session, which opens none but retunes its own
+    arbiter in place, gives one that does nothing.
 
     Raises:
         SetupFailed: refused before sending (exit 2 usage, 4 no answer, 5 device), or failed
             after (exit 4: the meter does not answer at its new settings).
     """
+    close = close_arbiter or BusArbiter.stop
     new_id, new_baud, new_parity = plan.target(present)
     if new_id == 0 or plan.device_id == 0:
         raise SetupFailed("never id 0: a broadcast would re-address every meter at once", 2)
@@ -223,7 +228,7 @@ def commission(
         if same_line:
             _refuse_duplicate(arbiter, new_id, present)
     finally:
-        arbiter.stop()
+        close(arbiter)
 
     # 2. the new id must not already answer at the new settings
     if not same_line:
@@ -232,7 +237,7 @@ def commission(
             try:
                 _refuse_duplicate(arbiter, new_id, target)
             finally:
-                arbiter.stop()
+                close(arbiter)
     step(f"nothing answers at id {new_id} at the new settings")
 
     # 4. semaphore, the block, confirmation, send
@@ -241,7 +246,7 @@ def commission(
     try:
         semaphore = interface.take_semaphore(old)
     except CommandError as exc:
-        arbiter.stop()
+        close(arbiter)
         raise SetupFailed(str(exc), 5) from None
     try:
         assert report.ascii_timeout is not None
@@ -288,7 +293,7 @@ def commission(
         if report.sent is None:  # not sent: give the semaphore back at once
             with contextlib.suppress(LinkError, OSError):
                 interface.release(old, semaphore)
-        arbiter.stop()
+        close(arbiter)
 
     # 5. the meter at its new settings: status, result, release, verify
     for target in targets:
@@ -316,7 +321,7 @@ def commission(
                     break
                 step(f"id {new_id} answers but 6500-6503 read {check.registers[:4]}, not {wanted}")
         finally:
-            arbiter.stop()
+            close(arbiter)
         if report.ok:
             break
     if report.ok:
@@ -329,7 +334,7 @@ def commission(
             )
             left = not _answered(gone)
         finally:
-            arbiter.stop()
+            close(arbiter)
         report.old_silent = left
         step(
             f"id {old} at {present.describe()} no longer answers"
@@ -350,7 +355,7 @@ def commission(
                 5,
             )
     finally:
-        arbiter.stop()
+        close(arbiter)
     frame = report.sent.frame().hex(" ").upper() if report.sent else "nothing"
     tried = ", ".join(t.describe() for t in targets)
     raise SetupFailed(

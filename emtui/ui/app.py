@@ -30,6 +30,7 @@ from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_fi
 from emtui.core.configedit import NewMeter, save_meters, writable
 from emtui.core.maps.registers import RegisterMap, load_map
 from emtui.core.session import Engine, LoggingState
+from emtui.core.setup import SetupReport
 from emtui.ui.commission import CommissionScreen
 from emtui.ui.messages import SamplesRead
 from emtui.ui.model import MeterModel
@@ -80,6 +81,9 @@ class EmtuiApp(App[None]):
         Binding("l", "toggle_logging", "Logging", id="toggle_logging"),
         Binding("u", "upload_now", "Upload", id="upload_now"),
         Binding("f", "refresh_extras", "Read all", id="refresh_extras"),
+        # On a meter tab only; not in its footer either (80 columns hold no more keys).
+        Binding("e", "setup", "Setup meter", show=False, id="setup"),
+        Binding("k", "clock", "Meter clock", show=False, id="clock"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit_app", "Quit", id="quit"),
     ]
@@ -254,12 +258,15 @@ class EmtuiApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys only where they do something: f on a meter tab of a bus this app holds."""
-        if action == "refresh_extras":
+        if action in ("refresh_extras", "setup", "clock"):
             try:
                 active = self.query_one(TabbedContent).active
             except Exception:  # before the tabs are mounted
                 return False
-            return active.startswith("tab-meter-") and not self.read_only
+            if not active.startswith("tab-meter-"):
+                return False
+            # setup and clock refuse with a notice saying what to do (read-only, logging)
+            return not self.read_only or action != "refresh_extras"
         if action in ("toggle_logging", "upload_now", "scan"):
             return None if self.read_only else True  # shown, but disabled
         return True
@@ -271,6 +278,94 @@ class EmtuiApp(App[None]):
             device_id = int(active.rsplit("-", 1)[1])
             self.engine.refresh_extras(device_id)
             self.notify(f"Reading every register of meter {device_id} after this cycle")
+
+    def _meter_on_screen(self) -> MeterModel | None:
+        """The model of the meter tab on screen (None, said, on another tab)."""
+        active = self.query_one(TabbedContent).active
+        model = None
+        if active.startswith("tab-meter-"):
+            model = self.models.get(int(active.rsplit("-", 1)[1]))
+        if model is None:
+            self.notify("Open a meter's tab first (1-9)", timeout=5)
+        return model
+
+    def _refuse_bus_busy(self, what: str) -> bool:
+        """Refuse (with a notice) while a headless logger holds the bus or logging is on."""
+        if self._refuse_read_only():
+            return True
+        if self._logging_state.running:
+            self.notify(
+                f"Stop logging (l) before the {what}: it needs the bus to itself, and the "
+                "logged rows must not stop.",
+                severity="warning",
+                timeout=8,
+            )
+            return True
+        return False
+
+    def action_setup(self) -> None:
+        """The setup dialog (e): a new id, baud and parity for the meter on screen."""
+        from emtui.ui.setup_screen import SetupScreen
+
+        model = self._meter_on_screen()
+        if model is None or self._refuse_bus_busy("setup"):
+            return
+        old_id = model.info.id
+
+        def done(report: object) -> None:
+            if isinstance(report, SetupReport) and report.ok:
+                self.apply_setup(old_id, report)
+
+        self.push_screen(SetupScreen(self.engine, old_id, model.info.label), done)
+
+    def apply_setup(self, old_id: int, report: SetupReport) -> None:
+        """After a setup: poll the meter at its new id when it answers at the bus's settings,
+        else say where it went."""
+        settings, bus = report.settings, self.engine.settings
+        new_id = report.new_id if report.new_id is not None else old_id
+        if settings is None:
+            return
+        same_line = (settings.baud, settings.parity.upper(), settings.stopbits) == (
+            bus.baud,
+            bus.parity.upper(),
+            bus.stopbits,
+        )
+        if not same_line:
+            self.notify(
+                f"Meter {old_id} now answers at id {new_id}, {settings.describe()}: not on "
+                "this bus's settings, so it is no longer polled here. Scan (s) at its new "
+                "settings, or set the others to match.",
+                severity="warning",
+                timeout=12,
+            )
+            return
+        if new_id == old_id:
+            return
+        meters = []
+        for model in self.models.values():
+            info = model.info
+            if info.id == old_id:
+                label = info.label if info.label != f"meter {old_id}" else f"meter {new_id}"
+                meters.append(MeterConfig(id=new_id, label=label, map=info.map.name))
+            elif info.id != new_id:
+                meters.append(MeterConfig(id=info.id, label=info.label, map=info.map.name))
+        try:
+            self.engine.set_meters(meters)
+        except (RuntimeError, LinkError) as exc:
+            self.notify(f"Not polled at its new id: {exc}", severity="error", timeout=8)
+            return
+        self.models = {m.id: MeterModel(m) for m in self.engine.meters}
+        self.call_later(self._rebuild_tabs)
+        self.notify(f"Polling meter {old_id} at its new id {new_id}", timeout=8)
+
+    def action_clock(self) -> None:
+        """The clock dialog (k): the meter on screen's clock against this machine's; set."""
+        from emtui.ui.clock_screen import ClockScreen
+
+        model = self._meter_on_screen()
+        if model is None or self._refuse_bus_busy("clock"):
+            return
+        self.push_screen(ClockScreen(self.engine, model.info.id, model.info.label))
 
     def action_raw(self) -> None:
         """The raw register view and decoder (r)."""
@@ -336,6 +431,12 @@ class EmtuiApp(App[None]):
         yield SystemCommand("Upload now", "Send the queued day files", self.action_upload_now)
         yield SystemCommand(
             "Read all registers", "Read the meter tab's other registers", self.action_refresh_extras
+        )
+        yield SystemCommand(
+            "Setup meter", "New id, baud and parity for the meter tab's meter", self.action_setup
+        )
+        yield SystemCommand(
+            "Meter clock", "The meter tab's clock against this machine's; set it", self.action_clock
         )
 
     def action_commission(self) -> None:

@@ -122,10 +122,11 @@ class RawScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "read", "Read", priority=True),
-        Binding("ctrl+b", "toggle_base", "Base 0/1"),
+        Binding("ctrl+t", "write", "Write"),
+        Binding("ctrl+b", "toggle_base", "Base"),
         Binding("ctrl+f", "next_format", "Format"),
         Binding("ctrl+o", "next_order", "Order"),
-        Binding("ctrl+g", "toggle_polling", "Poll on/off"),
+        Binding("ctrl+g", "toggle_polling", "Poll"),
         Binding("ctrl+r", "next_rate", "Rate"),
         Binding("ctrl+y", "apply_hint", "Shift to hint"),
         Binding("escape", "close", "Back"),
@@ -446,6 +447,30 @@ class RawScreen(Screen[None]):
         start = self.query_one("#raw-start", Input)
         start.value = str(self.first + hint.shift - (1 - self.base))
         self.action_read()
+
+    def action_write(self) -> None:
+        """The write dialog for the selected register or coil (the block's first before a
+        read); the block is read again after a write went on the wire."""
+        from emtui.ui.write_screen import WriteScreen
+
+        block = self._parse()
+        if block is None:
+            return
+        device_id, function, register, count = block
+        start = register
+        value = None
+        if self.values is not None and (device_id, function) == (self.device_id, self.function):
+            index = self._selected_index()
+            if 0 <= index < len(self.values):
+                register, value = self.first + index, self.values[index]
+        self.polling = False
+        self._schedule()
+        self._show_status()
+
+        def reread() -> None:
+            self._start_read(device_id, function, start, count)
+
+        self.app.push_screen(WriteScreen(self.engine, device_id, register, function, value, reread))
 
     def action_close(self) -> None:
         """Back to the app."""

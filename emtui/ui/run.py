@@ -90,8 +90,10 @@ def demo_config(port: str, root: Path) -> Config:
     )
 
 
-def run_demo(keymap: Mapping[str, str]) -> int:
-    """Run the app on the built-in simulated reference site (no hardware, no real data).
+def run_demo(keymap: Mapping[str, str], allow_writes: bool = False) -> int:
+    """Run the app on the built-in simulated reference site (no hardware, no real data;
+    ``allow_writes``: writes, setups and clock sets go to the simulated meters, audited in
+    the demo's state dir).
 
     The simulator runs on its own thread and event loop, paced as 19200 8E1 with a 20 ms
     meter turnaround, behind RTU-over-TCP on the loopback; the data and state dirs are new
@@ -109,6 +111,7 @@ def run_demo(keymap: Mapping[str, str]) -> int:
             config,
             description="demo site (simulated, 19200 8E1)",
         )
+        session.allow_writes = allow_writes
         session.start()
         note = f"Demo: 4 simulated pumps; files go to {root} (kept after quitting)."
         app = EmtuiApp(session, config=config, keymap=keymap, note=note, start_engine=False)

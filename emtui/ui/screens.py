@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -45,9 +45,9 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: 72; height: auto; max-height: 90%; border: thick $accent; padding: 1 2;
-        background: $surface; overflow-y: auto;
+    HelpScreen > VerticalScroll {
+        width: 72; height: auto; max-height: 100%; border: thick $accent; padding: 0 2;
+        background: $surface;
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -69,8 +69,12 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"  [b]{keys.ljust(width)}[/b]  {description}  [dim]({binding_id})[/dim]")
         lines.append("\n  ctrl+p  command palette: every action by name")
         lines.append("  up/down move in a table · tab moves between fields · escape closes")
-        with Vertical():
+        with VerticalScroll() as scroll:  # focused: up/down scroll a help taller than the screen
             yield Static("\n".join(lines), markup=True)
+        scroll.can_focus = True
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
 
     def action_close(self) -> None:
         """Close the help."""

@@ -6,6 +6,7 @@ Nothing depends on wall time or on a real port: the engine is scripted and the c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from emtui.ui.app import EmtuiApp
 from emtui.ui.messages import DeviceFound, ScanProgressed
 from emtui.ui.raw_screen import RawScreen
 from emtui.ui.scan_screen import ScanScreen
+from emtui.ui.setup_screen import SetupScreen
 
 Scene = tuple[EmtuiApp, Callable[[Pilot[None]], Awaitable[None]]]
 
@@ -169,3 +171,59 @@ def traffic(tmp: Path) -> Scene:
 
 SCENES["raw-view"] = raw_view
 SCENES["traffic"] = traffic
+
+
+def _writing_app(tmp: Path) -> tuple[EmtuiApp, ScriptedEngine]:
+    """An app started with --allow-writes; its audit log in ``tmp`` (never the shown root)."""
+    app, engine = _app(tmp)
+    engine.config = dataclasses.replace(engine.config, state_dir=tmp / "state")
+    engine.allow_writes = True
+    return app, engine
+
+
+def raw_write(tmp: Path) -> Scene:
+    """The raw view's write dialog (ctrl+t) with the frame shown, waiting for y."""
+    app, _ = _writing_app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("r")
+        screen = app.screen
+        assert isinstance(screen, RawScreen)
+        screen.query_one("#raw-start", Input).value = "5260"
+        screen.query_one("#raw-count", Input).value = "4"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        app.screen.query_one("#write-values", Input).value = "1234"
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+def setup_confirm(tmp: Path) -> Scene:
+    """Meter 1's setup dialog (e) to id 7, stopped at the command block, waiting for y."""
+    app, _ = _writing_app(tmp)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("1", "e")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, SetupScreen)
+        dialog.query_one("#setup-id", Input).value = "7"
+        await pilot.press("enter")
+        for _ in range(100):
+            if dialog.state == "confirm":
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["raw-write"] = raw_write
+SCENES["setup-confirm"] = setup_confirm

@@ -9,21 +9,41 @@ fails (:meth:`fail`) and what a scan finds (``scan_result``).
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pymodbus.framer import FramerRTU
 
+from emtui.core.bus.command import command_labels, command_request
 from emtui.core.bus.link import ConnectionSettings, LinkError, Outcome, Reply
 from emtui.core.bus.reader import Sample
 from emtui.core.bus.scanner import FoundDevice, ScanReport
 from emtui.core.bus.stats import DeviceStats
 from emtui.core.bus.traffic import TrafficRecord
+from emtui.core.bus.writes import (
+    AuditLog,
+    WriteRefused,
+    WriteRequest,
+    WriteResult,
+    check_allowed,
+    format_frame,
+)
+from emtui.core.clock import CLOCK_COUNT, CLOCK_REGISTER, ClockReading, clock_parameters
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
 from emtui.core.maps.codec import Value, decode_entry
 from emtui.core.maps.registers import RegisterEntry, load_map
-from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
+from emtui.core.session import (
+    CLOCK_PURPOSE,
+    SETUP_PURPOSE,
+    Confirm,
+    LoggingState,
+    MeterInfo,
+    SampleListener,
+    meter_info,
+)
+from emtui.core.setup import BAUD_CODE, PARITY_CODE, SetupFailed, SetupPlan, SetupReport
 from emtui.sim.bus import build_meters
 from emtui.sim.meter import ModbusExceptionReply, SimulatedMeter
 
@@ -94,6 +114,10 @@ class ScriptedEngine:
         """Every raw read asked for: (device id, wire address, count, function)."""
         self.raw_overrides: dict[int, dict[int, int]] = {}
         """Registers a test changes: device id → {wire address: value}."""
+        self.allow_writes = False
+        """As the session's: without it every write is refused (and audited)."""
+        self.writes: list[WriteRequest] = []
+        """Every write that went on the (scripted) wire."""
 
     # -- the Engine surface -------------------------------------------------------------------
 
@@ -262,6 +286,141 @@ class ScriptedEngine:
         """Hand ``record`` to the traffic listeners, as the bus thread would."""
         for listener in list(self.traffic_listeners):
             listener(record)
+
+    # -- writes, as the session does them ----------------------------------------------------
+
+    def _audit(self) -> AuditLog:
+        return AuditLog(self.config.state_dir)
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        """As :meth:`BusSession.write`: refused (audited) without allow_writes or to id 0;
+        else applied to the simulated meter (registers in its command areas take it, others
+        answer exception 02, coils 01), the frames given as traffic, the outcome audited."""
+        audit = self._audit()
+        try:
+            check_allowed(self.allow_writes, request.device_id)
+        except WriteRefused as exc:
+            audit.record(self.settings.port, request, f"refused: {exc}")
+            raise
+        audit.check_writable()
+        reply = self._wire_write(request)
+        outcome = "ok" if reply.ok else str(reply.outcome)
+        if reply.outcome is Outcome.EXCEPTION:
+            outcome = f"exception:{reply.exception_code or 0:02d}"
+        audit.record(self.settings.port, request, outcome)
+        return WriteResult(request, reply, outcome)
+
+    def _wire_write(self, request: WriteRequest) -> Reply:
+        self.writes.append(request)
+        sent = request.frame()
+        device_id = request.device_id
+        meter = self.sim.get(device_id)
+        if device_id in self.failing or meter is None:
+            reply = Reply(Outcome.TIMEOUT, rtt=0.2, sent=sent)
+        else:
+            try:
+                if request.function in (5, 15):
+                    raise ModbusExceptionReply(1)
+                meter.write(request.address, request.values)
+            except ModbusExceptionReply as exc:
+                received = _frame(bytes([device_id, request.function | 0x80, exc.code]))
+                reply = Reply(
+                    Outcome.EXCEPTION, exception_code=exc.code, rtt=0.03, sent=sent,
+                    received=received,
+                )  # fmt: skip
+            else:
+                received = _frame(sent[:6])
+                reply = Reply(Outcome.OK, rtt=0.03, sent=sent, received=received)
+            if meter.device_id != device_id:  # re-addressed: it answers at its new id now
+                self.sim[meter.device_id] = self.sim.pop(device_id)
+        self.emit_traffic(
+            TrafficRecord(
+                time=self.clock(), device_id=device_id, sent=sent, received=reply.received,
+                outcome=reply.outcome, rtt=reply.rtt, exception_code=reply.exception_code,
+                function=request.function,
+            )
+        )  # fmt: skip
+        return reply
+
+    def _command(self, device_id: int, command: int, parameters: list[int]) -> WriteRequest:
+        """The command block with a semaphore taken from the simulated meter."""
+        semaphore = self.sim[device_id].read(3, 5679, 1)[0]
+        return command_request(device_id, command, semaphore, parameters)
+
+    def read_clock(self, device_id: int) -> ClockReading:
+        """The simulated meter's clock registers against the injected clock."""
+        pi_time = _dt.datetime.fromtimestamp(self.clock()).astimezone()
+        if device_id in self.failing or device_id not in self.sim:
+            return ClockReading(device_id, None, pi_time, "timeout")
+        fields = self.sim[device_id].read(3, CLOCK_REGISTER - 1, CLOCK_COUNT)
+        year, month, day, hour, minute, second, milli = fields
+        meter = _dt.datetime(year, month, day, hour, minute, second, milli * 1000)
+        return ClockReading(device_id, meter, pi_time, "ok")
+
+    def set_clock(self, device_id: int, confirm: Confirm) -> str | None:
+        """Command 1003 from the injected clock, as :meth:`BusSession.set_clock`."""
+        self._refuse(device_id, CLOCK_PURPOSE)
+        moment = _dt.datetime.fromtimestamp(self.clock())
+        request = self._command(device_id, 1003, clock_parameters(moment))
+        labels = command_labels(1003, len(request.values))
+        if not confirm(format_frame(request, labels)):
+            self._release(device_id, request.values[1])
+            return "not confirmed: nothing was sent (the semaphore was given back)"
+        result = self.write(request)
+        self._release(device_id, request.values[1])
+        return None if result.ok else f"the meter did not accept the command ({result.outcome})"
+
+    def _release(self, device_id: int, semaphore: int) -> None:
+        self.write(WriteRequest(device_id, 16, 5679, (semaphore,), purpose="release"))
+
+    def _refuse(self, device_id: int, purpose: str, *ids: int) -> None:
+        audit = self._audit()
+        try:
+            check_allowed(self.allow_writes, device_id)
+            for other in ids:
+                check_allowed(True, other)
+        except WriteRefused as exc:
+            audit.record_refusal(self.settings.port, device_id, purpose, str(exc))
+            raise
+
+    def setup_meter(
+        self,
+        plan: SetupPlan,
+        confirm: Confirm,
+        say: Callable[[str], None],
+        settle: float = 5.0,
+    ) -> SetupReport:
+        """The command-interface part of a setup on the simulated meter (the real procedure
+        with its line checks runs over the simulator in the session's test)."""
+        self._refuse(plan.device_id, SETUP_PURPOSE, *((plan.new_id,) if plan.new_id else ()))
+        if self.logging:
+            raise LinkError("stop logging (l) first: a setup takes the bus for several seconds")
+        new_id, baud, parity = plan.target(self.settings)
+        if plan.device_id not in self.sim:
+            raise SetupFailed(f"id {plan.device_id} does not answer: nothing was sent", 4)
+        if new_id != plan.device_id and new_id in self.sim:
+            raise SetupFailed(f"id {new_id} already answers: a duplicate address", 5)
+        report = SetupReport(new_id=new_id)
+        say(f"id {plan.device_id} answers at {self.settings.describe()}")
+        report.steps.append(f"id {plan.device_id} answers")
+        timeout = int(load_map("em6400ng").commands.get("ascii_timeout_default") or 0)
+        request = self._command(
+            plan.device_id, 5000, [1, 0, new_id, BAUD_CODE[baud], PARITY_CODE[parity], timeout]
+        )
+        notes = ["", "", f"new id {new_id}", f"{baud} baud", parity, "map default, unverified"]
+        labels = command_labels(5000, len(request.values), notes)
+        if not confirm(format_frame(request, labels)):
+            self._release(plan.device_id, request.values[1])
+            raise SetupFailed("not confirmed: the command was not sent", 2)
+        self.write(request)
+        report.sent = request
+        if new_id not in self.sim:
+            raise SetupFailed(f"sent, but id {new_id} does not answer: try emtui detect", 4)
+        self._release(new_id, request.values[1])
+        report.ok = True
+        report.settings = dataclasses.replace(self.settings, baud=baud, parity=parity)
+        say(f"id {new_id} answers at {report.settings.describe()}")
+        return report
 
     # -- the script ---------------------------------------------------------------------------
 

@@ -51,9 +51,11 @@ __all__ = [
     "WriteRefused",
     "WriteRequest",
     "WriteResult",
+    "build_request",
     "check_allowed",
     "describe_frame",
     "encode_values",
+    "exception_hint",
     "format_frame",
     "send_write",
 ]
@@ -293,6 +295,55 @@ def encode_values(texts: Sequence[str], kind: str = "uint16", order: str = "ABCD
             raw = integer & ((1 << bits) - 1)
         out.extend(int_to_registers(raw, count, word_order, byte_order))
     return out
+
+
+def build_request(
+    device_id: int,
+    function: int,
+    address: int,
+    texts: Sequence[str],
+    kind: str = "uint16",
+    order: str = "ABCD",
+    purpose: str = "raw",
+) -> WriteRequest:
+    """The write of the numbers ``texts`` (``emtui write`` and the app's write dialog):
+    coils (FC05/FC15) take 0/1/on/off, registers (FC06/FC16) ``kind`` in ``order``.
+
+    Raises:
+        ValueError: a value that does not fit, or a function that cannot carry it (FC06 and
+            FC05 write one register or coil).
+    """
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError("give a value (several separated by commas)")
+    if function in (5, 15):
+        values = []
+        for text in texts:
+            word = text.strip().lower()
+            if word not in ("0", "1", "on", "off", "true", "false"):
+                raise ValueError(f"a coil value is 0 or 1 (on/off), not {text!r}")
+            values.append(1 if word in ("1", "on", "true") else 0)
+    else:
+        values = encode_values(texts, kind, order)
+    if function == 6 and len(values) != 1:
+        raise ValueError(f"FC06 writes one register; {kind} needs {len(values)}: use FC16")
+    if function == 5 and len(values) != 1:
+        raise ValueError("FC05 writes one coil: use FC15 for several")
+    return WriteRequest(device_id, function, address, tuple(values), purpose=purpose)
+
+
+def exception_hint(code: int | None) -> str:
+    """What a write's exception code most likely means here ('' when nothing useful)."""
+    if code == 1:
+        return " (illegal function: the meter does not support this function code)"
+    if code == 2:
+        return (
+            " (illegal address: not writable; EM6400NG setup registers change only through "
+            "the command interface: emtui setup)"
+        )
+    if code == 3:
+        return " (illegal value)"
+    return ""
 
 
 def check_allowed(allow_writes: bool, device_id: int) -> None:
