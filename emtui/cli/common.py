@@ -66,6 +66,7 @@ SUBCOMMANDS = (
     "check",
     "ports",
     "detect",
+    "serve",
 )
 
 NO_ANSWER_ADVICE = (
