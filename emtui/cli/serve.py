@@ -105,7 +105,9 @@ def check_exposure(listen: Listen, public: bool) -> str | None:
 
 def app_argv(args: argparse.Namespace) -> list[str]:
     """The command each browser session runs: this install's emtui with the same flags."""
-    argv = [sys.executable, "-m", "emtui"]
+    # -P: not the current directory first on sys.path, so a checkout's source tree (which
+    # lacks the register maps) never shadows the installed package
+    argv = [sys.executable, "-P", "-m", "emtui"]
     if args.demo:
         given = [flag for dest, flag in FORWARDED if dest != "config" and _given(args, dest)]
         if given or args.local_echo or args.allow_writes:
@@ -165,9 +167,9 @@ def serve(args: argparse.Namespace) -> int:
     else:
         # a missing port or a bad config is an error here, not in each browser session
         title = f"emtui: {settings_from(effective_config(args)).port}"
-    sock = bind(listen)
     if warning:
         print(f"emtui: {warning}", file=sys.stderr, flush=True)
+    sock = bind(listen)
 
     from emtui.serve.server import EmtuiServer
 
@@ -181,7 +183,7 @@ def serve(args: argparse.Namespace) -> int:
             f"USER@{socket.gethostname()}, then open http://127.0.0.1:{listen.port}/"
         )
     writes = "allowed (--allow-writes)" if args.allow_writes else "off"
-    print(f"  app: {shlex.join(['emtui', *argv[3:]])}; writes {writes}; Ctrl+C stops", flush=True)
+    print(f"  app: {shlex.join(['emtui', *argv[4:]])}; writes {writes}; Ctrl+C stops", flush=True)
 
     async def main() -> None:
         stop = asyncio.Event()

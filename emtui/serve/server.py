@@ -124,7 +124,7 @@ class AppProcess(AppService):
             await self._stderr_task
         text = self.stderr.decode("utf-8", "replace").strip()
         if code != 0 and not self.stopping:
-            log.warning("emtui: the app exited with code %s: %s", code, text or "no message")
+            log.warning("the app exited with code %s: %s", code, text or "no message")
             lines = [f"The app stopped (exit code {code}):", "", text or "(no message)", ""]
             lines.append("Fix that, then reload this page.")
             with contextlib.suppress(Exception):
@@ -178,7 +178,9 @@ class EmtuiServer(Server):
         self.session: Session | None = None
 
     def initialize_logging(self) -> None:
-        """The CLI set logging up (one ``emtui: …`` line per warning)."""
+        """The CLI set logging up (``emtui: …`` lines); upstream's own "failed to start"
+        is said better by :class:`AppProcess`."""
+        logging.getLogger("textual-serve").setLevel(logging.CRITICAL)
 
     def busy_text(self) -> str:
         """What a second browser is told."""
@@ -221,7 +223,7 @@ class EmtuiServer(Server):
         await websocket.prepare(request)
         peer = request.remote or "?"
         if self.session is not None:
-            log.warning("emtui: refused a second browser (%s): %s", peer, self.busy_text())
+            log.warning("refused a second browser (%s): %s", peer, self.busy_text())
             with contextlib.suppress(Exception):
                 await websocket.send_bytes(terminal_text([self.busy_text()]))
                 await websocket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"in use")
@@ -244,7 +246,7 @@ class EmtuiServer(Server):
         except asyncio.CancelledError:
             pass
         except Exception as error:  # a broken socket must not take the server down
-            log.warning("emtui: browser session failed: %s", error)
+            log.warning("browser session failed: %s", error)
         finally:
             if session.app is not None:
                 await session.app.stop()
@@ -257,6 +259,7 @@ class EmtuiServer(Server):
 
     async def run(self, sock: socket.socket, stop: asyncio.Event) -> None:
         """Serve on the bound ``sock`` until ``stop`` is set, then shut down cleanly."""
+        self.initialize_logging()
         runner = web.AppRunner(
             await self._make_app(), handle_signals=False, shutdown_timeout=QUIT_TIMEOUT_S
         )

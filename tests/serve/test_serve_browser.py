@@ -1,0 +1,103 @@
+"""``emtui serve --demo`` in headless Chromium: the overview with live values, offline, and a
+second tab turned away.
+
+Reading the terminal: textual-serve's page draws with xterm.js on a canvas (WebGL, else 2D),
+so the DOM holds no text and textual.js keeps its ``Terminal`` in a closure. Before the page
+loads, the test defines a setter for ``terminal`` on ``Object.prototype`` (CDP
+``Page.addScriptToEvaluateOnNewDocument``): textual.js's ``this.terminal = new Terminal(…)``
+runs it, it keeps the instance as ``window.__emtuiTerminal`` and makes it an own property
+again. The rows are then ``terminal.buffer.active.getLine(y).translateToString()``: what
+xterm.js holds for the screen, the same cells the canvas shows. Test-only: the product page
+is not changed for it.
+
+``EMTUI_SCREENSHOTS=1`` writes the screenshot to ``screenshots/serve-demo.png`` (the README's);
+otherwise it goes to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from browser import chromium
+from helpers import ROOT
+from served import served
+
+HOOK = """
+Object.defineProperty(Object.prototype, "terminal", {
+  configurable: true,
+  get() { return undefined; },
+  set(value) {
+    Object.defineProperty(this, "terminal", {value, writable: true, configurable: true});
+    window.__emtuiTerminal = value;
+  },
+});
+"""
+ROWS = """
+const t = window.__emtuiTerminal;
+if (!t) return null;
+const b = t.buffer.active, rows = [];
+for (let y = 0; y < t.rows; y++) rows.push(b.getLine(b.viewportY + y).translateToString(true));
+return rows;
+"""
+#: An overview row: meter, id, pump, V L-N, I avg, kW, PF, Hz, kWh.
+ROW = re.compile(
+    r"^\s*(Pump [1-4])\s+[1-4]\s+\w+\s+(\d+\.\d)\s+(\d+\.\d\d)\s+(-?\d+\.\d\d)\s+(-?\d\.\d{3})"
+    r"\s+(\d\d\.\d\d)\s+(\d+\.\d)"
+)
+
+
+def _values(driver: Any) -> dict[str, tuple[str, ...]]:
+    """The overview's rows by meter: (V, A, kW, PF, Hz, kWh) as shown."""
+    found = {}
+    for line in driver.execute_script(ROWS) or []:
+        if match := ROW.match(line):
+            found[match[1]] = match.groups()[1:]
+    return found
+
+
+def _wait(driver: Any, condition: Any, timeout: float) -> dict[str, tuple[str, ...]]:
+    deadline = time.monotonic() + timeout
+    values = _values(driver)
+    while not condition(values) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        values = _values(driver)
+    return values
+
+
+def test_served_demo_shows_live_values_and_turns_a_second_tab_away(tmp_path: Path) -> None:
+    """The served demo's page loads with nothing from another host, the overview shows
+    Pump 1..4 with V, A, kW, PF, Hz and kWh numbers within 15 s, the values change, and a
+    second tab gets the "open in another browser" page (HTTP 409) instead of a second app."""
+    with served("--demo") as server, chromium(1200, 640) as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HOOK})
+        started = time.monotonic()
+        driver.get(server.url)
+        loaded = time.monotonic() - started
+        first = _wait(driver, lambda v: len(v) == 4, 15)
+        first_values = time.monotonic() - started
+        assert sorted(first) == ["Pump 1", "Pump 2", "Pump 3", "Pump 4"], driver.execute_script(
+            ROWS
+        )
+        for volts, _amps, kw, *_ in first.values():
+            assert 200 < float(volts) < 260 and float(kw) != 0
+        later = _wait(driver, lambda v: len(v) == 4 and v != first, 10)
+        assert later != first, "the values did not change"
+        origin = server.url.rstrip("/")
+        resources = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        assert resources and all(name.startswith(origin) for name in resources), resources
+        out = ROOT / "screenshots" if os.environ.get("EMTUI_SCREENSHOTS") else tmp_path
+        assert driver.save_screenshot(str(out / "serve-demo.png"))
+
+        driver.switch_to.new_window("tab")
+        driver.get(server.url)
+        busy = driver.find_element("id", "busy").text
+        assert busy.startswith("The app is open in another browser (127.0.0.1, since ")
+        assert busy.endswith("close it there first, then reload this page.")
+        assert len(server.app_pids()) == 1
+        print(f"\npage loaded in {loaded:.2f} s; first values on screen after {first_values:.2f} s")
