@@ -24,7 +24,8 @@ from typing import Any
 
 from browser import chromium
 from helpers import ROOT
-from served import served
+from selenium.webdriver.common.action_chains import ActionChains
+from served import alive, served, wait_until
 
 HOOK = """
 Object.defineProperty(Object.prototype, "terminal", {
@@ -71,14 +72,17 @@ def _wait(driver: Any, condition: Any, timeout: float) -> dict[str, tuple[str, .
 def test_served_demo_shows_live_values_and_turns_a_second_tab_away(tmp_path: Path) -> None:
     """The served demo's page loads with nothing from another host, the overview shows
     Pump 1..4 with V, A, kW, PF, Hz and kWh numbers within 15 s, the values change, and a
-    second tab gets the "open in another browser" page (HTTP 409) instead of a second app."""
+    second tab gets the "open in another browser" page (HTTP 409) instead of a second app;
+    q in the app ends it, the page says the session ended, and a reload gets the app again."""
     with served("--demo") as server, chromium(1200, 640) as driver:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HOOK})
         started = time.monotonic()
         driver.get(server.url)
         loaded = time.monotonic() - started
-        first = _wait(driver, lambda v: len(v) == 4, 15)
+        _wait(driver, lambda v: len(v) >= 1, 15)
         first_values = time.monotonic() - started
+        first = _wait(driver, lambda v: len(v) == 4, 15)
+        all_values = time.monotonic() - started
         assert sorted(first) == ["Pump 1", "Pump 2", "Pump 3", "Pump 4"], driver.execute_script(
             ROWS
         )
@@ -99,5 +103,20 @@ def test_served_demo_shows_live_values_and_turns_a_second_tab_away(tmp_path: Pat
         busy = driver.find_element("id", "busy").text
         assert busy.startswith("The app is open in another browser (127.0.0.1, since ")
         assert busy.endswith("close it there first, then reload this page.")
-        assert len(server.app_pids()) == 1
-        print(f"\npage loaded in {loaded:.2f} s; first values on screen after {first_values:.2f} s")
+        [app] = server.app_pids()
+
+        driver.close()  # the second tab; back to the app, which q quits (nothing logging)
+        driver.switch_to.window(driver.window_handles[0])
+        driver.find_element("id", "terminal").click()  # xterm.js takes keys once focused
+        ActionChains(driver).send_keys("q").perform()
+        assert wait_until(lambda: not alive(app), 10), "q did not end the app"
+        assert wait_until(
+            lambda: "-closed" in driver.find_element("tag name", "body").get_attribute("class"), 5
+        )
+        assert driver.find_element("css selector", ".closed-bar").is_displayed()
+        driver.get(server.url)  # the bus is free again: the app's page, not the busy one
+        assert driver.find_elements("id", "terminal") and not driver.find_elements("id", "busy")
+        print(
+            f"\npage loaded in {loaded:.2f} s; first values after {first_values:.2f} s, "
+            f"all four meters after {all_values:.2f} s"
+        )
