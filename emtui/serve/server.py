@@ -2,8 +2,11 @@
 
 textual-serve spawns the command once per browser websocket. For emtui that would be a second
 app fighting the first for the serial port, so this server runs ONE session at a time: while
-a browser holds it, the page and the websocket of any other browser get a message saying so
-(the bus lock would stop a second app anyway, but only with an exit the browser never shows).
+a browser holds it, the websocket of any other browser gets a line saying so in its terminal
+and no app (the bus lock would stop a second app anyway, but only with an exit the browser
+never shows). The page itself is always served: on a reload the old page's socket closes
+only after the new page has arrived, so a new socket waits a moment for the session it
+replaces to end before it is refused.
 
 What changes against upstream, and why:
 
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import os
 import signal
@@ -48,6 +50,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATICS = Path(textual_serve.__file__).parent / "static"
 #: How long a quitting app may take before its process group is killed.
 QUIT_TIMEOUT_S = 5.0
+#: How long a new browser waits for a session that may be closing (a reload) to end.
+RELOAD_GRACE_S = 1.0
 #: The tail of the app's stderr kept to show in the browser.
 STDERR_KEEP = 8192
 
@@ -161,6 +165,8 @@ class Session:
     since: float
     websocket: web.WebSocketResponse
     app: AppProcess | None = None
+    #: the browser left (or the app ended): the app is being stopped
+    ending: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -203,11 +209,7 @@ class EmtuiServer(Server):
             await asyncio.wait_for(session.done.wait(), QUIT_TIMEOUT_S)
 
     async def handle_index(self, request: web.Request) -> web.Response:
-        """The page; while another browser holds the app, a page saying so (HTTP 409)."""
-        if self.session is not None:
-            text = html.escape(self.busy_text())
-            body = BUSY_PAGE.format(title=html.escape(self.title), text=text)
-            return web.Response(status=409, text=body, content_type="text/html")
+        """The page, its URLs taken from the request (so an SSH forward's port works)."""
         scheme = "wss" if request.scheme == "https" else "ws"
         context = {
             "font_size": to_int(request.query.get("fontsize", "16"), 16),
@@ -217,12 +219,26 @@ class EmtuiServer(Server):
         }
         return aiohttp_jinja2.render_template("app_index.html", request, context)
 
+    async def _free(self) -> bool:
+        """Whether no browser holds the app: at once, within :data:`RELOAD_GRACE_S` (the
+        page reloaded), or once the app of a browser that left has quit."""
+        session = self.session
+        if session is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.done.wait(), RELOAD_GRACE_S)
+        if not session.done.is_set() and (session.ending or session.websocket.closed):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.done.wait(), QUIT_TIMEOUT_S + 1)
+        # another new browser may have taken it meanwhile: the caller claims it at once
+        return self.session is None
+
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """Run the app for this browser, or tell it that another browser has it."""
         websocket = web.WebSocketResponse(heartbeat=15)
         await websocket.prepare(request)
         peer = request.remote or "?"
-        if self.session is not None:
+        if not await self._free():
             log.warning("refused a second browser (%s): %s", peer, self.busy_text())
             with contextlib.suppress(Exception):
                 await websocket.send_bytes(terminal_text([self.busy_text()]))
@@ -248,6 +264,7 @@ class EmtuiServer(Server):
         except Exception as error:  # a broken socket must not take the server down
             log.warning("browser session failed: %s", error)
         finally:
+            session.ending = True
             if session.app is not None:
                 await session.app.stop()
             with contextlib.suppress(Exception):
@@ -271,11 +288,3 @@ class EmtuiServer(Server):
             await runner.cleanup()
             if self.session is not None and self.session.app is not None:
                 self.session.app.kill()
-
-
-BUSY_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}: in use</title>
-<style>body {{ background: #0c181f; color: #eee; margin: 3em;
-font-family: "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace; }}</style>
-</head><body><h1>{title}</h1><p id="busy">{text}</p></body></html>
-"""

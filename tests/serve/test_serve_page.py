@@ -70,8 +70,8 @@ async def test_page_and_its_statics_reference_no_other_host() -> None:
 
 async def test_one_browser_at_a_time() -> None:
     """While one browser runs the app, a second websocket gets the "open in another browser"
-    message (close code 1013, no second app) and the page answers 409 with it; when the first
-    browser leaves, its app ends and the page is served again."""
+    line (close code 1013) and no second app is started; when the first browser leaves, its
+    app ends."""
     with served("--demo") as server:
         async with aiohttp.ClientSession() as session:
             first = await session.ws_connect(_ws_url(server))
@@ -85,14 +85,26 @@ async def test_one_browser_at_a_time() -> None:
             await second.receive(timeout=5)
             assert second.closed and second.close_code == 1013
             assert server.app_pids() == apps  # no second app was started
-            status, page = await _fetch(session, server.url)
-            assert status == 409 and "The app is open in another browser" in page
             await first.close()
             assert wait_until(lambda: not alive(apps[0]), 10), "the app outlived its browser"
-            status, _ = await _fetch(session, server.url)
-            assert status == 200
         code, out, _ = server.stop()
         assert code == 0 and "browser from 127.0.0.1 disconnected" in out
+
+
+async def test_a_reload_gets_the_app_again() -> None:
+    """A browser that closes its socket and opens a new one at once (a reload) gets a new
+    app, not the "open in another browser" line: the server waits for the old app to quit."""
+    with served("--demo") as server:
+        async with aiohttp.ClientSession() as session:
+            first = await session.ws_connect(_ws_url(server))
+            assert b"Pump 4" in await _read_until(first, b"Pump 4", 20)
+            [old] = server.app_pids()
+            await first.close()
+            again = await session.ws_connect(_ws_url(server))
+            shown = await _read_until(again, b"Pump 4", 20)
+            assert b"another browser" not in shown and b"Pump 4" in shown
+            assert not alive(old) and len(server.app_pids()) == 1
+            await again.close()
 
 
 async def test_ctrl_c_stops_the_app_and_the_server() -> None:
