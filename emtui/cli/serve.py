@@ -109,12 +109,11 @@ def app_argv(args: argparse.Namespace) -> list[str]:
     # lacks the register maps) never shadows the installed package
     argv = [sys.executable, "-P", "-m", "emtui"]
     if args.demo:
-        given = [flag for dest, flag in FORWARDED if dest != "config" and _given(args, dest)]
-        if given or args.local_echo or args.allow_writes:
-            flags = ", ".join(given + ["--local-echo"] * bool(args.local_echo))
-            flags += ", --allow-writes" * bool(args.allow_writes)
+        extra = [flag for dest, flag in FORWARDED if dest != "config" and _given(args, dest)]
+        extra += ["--local-echo"] * bool(args.local_echo) + ["--allow-writes"] * args.allow_writes
+        if extra:
             raise CliError(
-                f"--demo runs the built-in simulated site: leave out {flags.lstrip(', ')}",
+                f"--demo runs the built-in simulated site: leave out {', '.join(extra)}",
                 ExitCode.USAGE,
             )
         argv.append("--demo")

@@ -78,7 +78,6 @@ class AppProcess(AppService):
         super().__init__(" ".join(argv), **kwargs)
         self.argv = tuple(argv)
         self.stderr = bytearray()
-        self.sent_data = False
         self.stopping = False
         self._stderr_task: asyncio.Task[None] | None = None
 
@@ -108,16 +107,6 @@ class AppProcess(AppService):
             self.stderr += chunk
             del self.stderr[:-STDERR_KEEP]
 
-    @property
-    def pid(self) -> int | None:
-        """The app's process id (None before it started)."""
-        return self._process.pid if self._process is not None else None
-
-    async def on_data(self, payload: bytes) -> None:
-        """Forward the app's output to the browser (and note that it started drawing)."""
-        self.sent_data = True
-        await super().on_data(payload)
-
     async def run(self) -> None:
         """Relay the app until it exits; an app that failed leaves its error on the page."""
         await super().run()
@@ -131,9 +120,7 @@ class AppProcess(AppService):
             log.warning("the app exited with code %s: %s", code, text or "no message")
             lines = [f"The app stopped (exit code {code}):", "", text or "(no message)", ""]
             lines.append("Fix that, then reload this page.")
-            with contextlib.suppress(Exception):
-                if self.sent_data:
-                    lines.insert(0, "")
+            with contextlib.suppress(Exception):  # the browser may be gone already
                 await self.remote_write_bytes(terminal_text(lines))
         with contextlib.suppress(Exception):
             await self.remote_close()
