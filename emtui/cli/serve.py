@@ -187,7 +187,7 @@ def serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: SSH gone
             loop.add_signal_handler(sig, stop.set)
         await server.run(sock, stop)
 

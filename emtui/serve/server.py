@@ -16,7 +16,9 @@ What changes against upstream, and why:
 - the page's websocket URL comes from the request's Host header, not from the listen
   address, so it works through ``ssh -L 9000:127.0.0.1:8000`` and on ``0.0.0.0``;
 - the app runs from an argv (no shell) in its own session (process group): Ctrl+C on the
-  server does not hit it mid-frame, and stopping kills the whole group if quitting hangs;
+  server does not hit it mid-frame, and stopping kills the whole group if quitting hangs; on
+  Linux the kernel kills it if the server dies (``kill -9``, a crash), which would otherwise
+  leave it running and holding the bus (Textual's web driver ignores the end of its stdin);
 - what the app prints on stderr is kept, and when the app exits with an error (a bus held
   by another program: exit 3 "in use by PID …") it is written into the browser's terminal.
 """
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,21 @@ BUSY_TEXT = (
     "The app is open in another browser ({peer}, since {since}). "
     "One browser at a time: close it there first, then reload this page."
 )
+
+#: Linux prctl(2) option: the signal the child gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_server() -> None:  # pragma: no cover - runs in the child, before exec
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+if sys.platform == "linux":
+    # looked up here, not in the forked child (which should do as little as possible)
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    DIE_WITH_SERVER: Callable[[], None] | None = _die_with_server
+else:
+    DIE_WITH_SERVER = None
 
 
 def terminal_text(lines: Sequence[str]) -> bytes:
@@ -90,6 +109,7 @@ class AppProcess(AppService):
             stderr=asyncio.subprocess.PIPE,
             env=self._build_environment(width=width, height=height),
             start_new_session=True,
+            preexec_fn=DIE_WITH_SERVER,
         )
         assert process.stdin is not None and process.stderr is not None
         self._process = process

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -120,6 +121,19 @@ async def test_ctrl_c_stops_the_app_and_the_server() -> None:
             assert time.monotonic() - started < 8
             assert code == 0 and "emtui serve: stopped" in out
             assert not alive(app)
+            await ws.close()
+
+
+async def test_a_killed_server_leaves_no_app_on_the_bus() -> None:
+    """``kill -9`` of the server (no clean-up possible) still ends its app within 5 s: the
+    kernel signals it (PR_SET_PDEATHSIG), so no orphan keeps the bus locked."""
+    with served("--demo") as server:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(_ws_url(server))
+            assert b"Pump 1" in await _read_until(ws, b"Pump 1", 20)
+            [app] = server.app_pids()
+            os.kill(server.process.pid, signal.SIGKILL)
+            assert wait_until(lambda: not alive(app), 5), "the app outlived its server"
             await ws.close()
 
 
