@@ -246,9 +246,10 @@ class EmtuiServer(Server):
         await websocket.prepare(request)
         peer = request.remote or "?"
         if not await self._free():
-            log.warning("refused a second browser (%s): %s", peer, self.busy_text())
+            busy = self.busy_text()
+            log.warning("refused a second browser (%s): %s", peer, busy)
             with contextlib.suppress(Exception):
-                await websocket.send_bytes(terminal_text([self.busy_text()]))
+                await websocket.send_bytes(terminal_text([busy]))
                 await websocket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"in use")
             return websocket
         session = self.session = Session(peer=peer, since=time.time(), websocket=websocket)
