@@ -1,4 +1,5 @@
-"""The register maps ship inside the installed package (design §2)."""
+"""The register maps (and the other data files: the app's style, emtui serve's page) ship
+inside the installed package (design §2)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_non_editable_install_finds_the_maps_from_another_directory(tmp_path: Pa
     assert (target / "emtui" / "registers" / "em6400ng.toml").is_file()
     assert (target / "emtui" / "ui" / "app.tcss").is_file()
     assert (target / "emtui" / "core" / "report" / "templates" / "report.html.j2").is_file()
+    assert (target / "emtui" / "serve" / "templates" / "app_index.html").is_file()
     # every package of the source tree is in the wheel (pyproject lists them one by one)
     for init in (ROOT / "emtui").rglob("__init__.py"):
         package = init.parent.relative_to(ROOT)

@@ -68,6 +68,10 @@ def run(argv: Sequence[str]) -> int:
         from emtui.cli.detect import detect
 
         return detect(args)
+    if command == "serve":
+        from emtui.cli.serve import serve
+
+        return serve(args)
     if command == "ports":
         from emtui.cli.ports import ports
 

@@ -67,6 +67,7 @@ SUBCOMMANDS = (
     "report",
     "ports",
     "detect",
+    "serve",
 )
 
 NO_ANSWER_ADVICE = (

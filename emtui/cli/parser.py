@@ -309,6 +309,32 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "(e.g. 9600:8E1,19200 or 8N1)",
         )
         _add_json(parser)
+    elif command == "serve":
+        parser.description = (
+            "The app in a browser (textual-serve), one browser at a time. No password: it "
+            "listens on 127.0.0.1 unless --public; from elsewhere use ssh -L 8000:127.0.0.1:8000."
+        )
+        parser.add_argument(
+            "--demo", action="store_true", help="serve the app on the built-in simulated site"
+        )
+        parser.add_argument(
+            "--listen",
+            default="127.0.0.1:8000",
+            metavar="HOST:PORT",
+            help="address to listen on (default 127.0.0.1:8000)",
+        )
+        parser.add_argument(
+            "--public",
+            action="store_true",
+            help="allow a non-loopback --listen (anyone who reaches it controls the app)",
+        )
+        parser.add_argument(
+            "--allow-writes",
+            action="store_true",
+            help="the served app may write (raw view); each write is confirmed and audited",
+        )
+        _add_logging(parser)
+        _add_connection(parser, "the meters to poll, e.g. 1-4,7")
     elif command == "ports":
         parser.description = "List serial ports: USB ids, /dev/serial/by-id names, who holds them."
         parser.add_argument("devices", nargs="*", metavar="DEVICE", help="also describe these")
