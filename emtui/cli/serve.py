@@ -110,7 +110,7 @@ def app_argv(args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, "-P", "-m", "emtui"]
     if args.demo:
         extra = [flag for dest, flag in FORWARDED if dest != "config" and _given(args, dest)]
-        extra += ["--local-echo"] * bool(args.local_echo) + ["--allow-writes"] * args.allow_writes
+        extra += ["--local-echo"] * bool(args.local_echo)
         if extra:
             raise CliError(
                 f"--demo runs the built-in simulated site: leave out {', '.join(extra)}",
@@ -120,11 +120,10 @@ def app_argv(args: argparse.Namespace) -> list[str]:
     for dest, flag in FORWARDED:
         if _given(args, dest):
             argv += [flag, str(getattr(args, dest))]
-    if not args.demo:
-        if args.local_echo:
-            argv.append("--local-echo")
-        if args.allow_writes:
-            argv.append("--allow-writes")
+    if args.local_echo and not args.demo:
+        argv.append("--local-echo")
+    if args.allow_writes:  # the demo's simulated meters take writes too
+        argv.append("--allow-writes")
     return argv
 
 

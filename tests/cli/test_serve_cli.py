@@ -115,13 +115,15 @@ def test_app_command_is_this_install_with_the_same_flags() -> None:
     ]  # fmt: skip
     assert _argv("--port", "/dev/ttyUSB0", "--allow-writes")[-1] == "--allow-writes"
     assert "--allow-writes" not in _argv("--port", "/dev/ttyUSB0")
+    # the demo's simulated meters take writes too (emtui --demo --allow-writes)
+    assert _argv("--demo", "--allow-writes") == [*prefix, "--demo", "--allow-writes"]
 
 
 def test_demo_with_connection_flags_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """``--demo`` with --port or --allow-writes exits 2 naming the flags to leave out."""
-    assert main(["serve", "--demo", "--port", "/dev/ttyUSB0", "--allow-writes"]) == 2
+    """``--demo`` with --port or --baud exits 2 naming the flags to leave out."""
+    assert main(["serve", "--demo", "--port", "/dev/ttyUSB0", "--baud", "9600"]) == 2
     err = capsys.readouterr().err
-    assert "leave out --port, --allow-writes" in err
+    assert "leave out --port, --baud" in err
 
 
 def test_no_port_is_a_usage_error_before_listening(
