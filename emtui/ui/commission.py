@@ -2,7 +2,13 @@
 
 The screen judges the samples the engine already reads (the logged set every poll, the other
 registers when they are read), with the same pure checks as ``emtui check``; it never polls
-the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter.
+the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter, and asks the
+engine for the other registers (unbalance, angles, the meter clock) every
+:data:`EXTRAS_EVERY_S` seconds.
+
+Layout: a verdict table (a row per check, a column per meter), the reasons of the selected
+meter's verdicts, then the other meters' and the bus's problems; the selected meter's phasors
+beside them from 100 columns, below them (the screen scrolls) on a narrower terminal.
 """
 
 from __future__ import annotations
@@ -14,26 +20,49 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import ScrollableContainer, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from emtui.core.bus.reader import Sample
 from emtui.core.check.capture import STATIC_NAMES
-from emtui.core.check.checks import check_clock, run_checks
-from emtui.core.check.model import BusCapture, CheckReport, MeterCapture, Scalar, Snapshot
+from emtui.core.check.checks import CHECK_NAMES, check_clock, run_checks
+from emtui.core.check.model import (
+    BusCapture,
+    CheckReport,
+    CheckResult,
+    MeterCapture,
+    MeterReport,
+    Scalar,
+    Snapshot,
+)
 from emtui.core.session import Engine
 from emtui.ui.phasor import legend, phasor_diagram
 
-__all__ = ["WINDOW_S", "CommissionScreen", "MeterWindow"]
+__all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
 
 WINDOW_S = 60.0
 """Seconds of samples the screen judges."""
+EXTRAS_EVERY_S = 30.0
+"""Seconds between two reads of each meter's other registers while the screen shows."""
+STALE_CYCLES = 3
+"""A meter whose last answer is older than this many poll cycles is marked stale."""
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_checked": "dim"}
+_CELL = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "not_checked": "--"}
 _CLOCK = "meter_clock_year"
+#: Values outside the logged set that the checks judge with every logged sample: the last read
+#: of them (at most a window old) is carried into the logged samples that follow it.
+_CARRIED = (
+    "voltage_unbalance_ll_worst",
+    "voltage_unbalance_ln_worst",
+    "current_unbalance_worst",
+    *(f"phase_angle_{x}" for x in "abc"),
+)
 
 
 class MeterWindow:
@@ -45,6 +74,10 @@ class MeterWindow:
         self.static: dict[str, Scalar] = {}
         self.samples: deque[Snapshot] = deque()
         self.clock_samples: deque[Snapshot] = deque()
+        self.carried: dict[str, Scalar] = {}
+        self.carried_time: float | None = None
+        self.last_answer: float | None = None
+        """Wall time of the last sample with any value (None: never answered)."""
 
     def feed(self, sample: Sample) -> None:
         """Take one engine sample (logged set, or other registers)."""
@@ -53,49 +86,69 @@ class MeterWindow:
             v = value.value
             if v is None or isinstance(v, int | float | str):
                 values[name] = v
+        if any(v is not None for v in values.values()):
+            self.last_answer = sample.time
         for name in STATIC_NAMES:
             if values.get(name) is not None:
                 self.static[name] = values[name]
-        snapshot = Snapshot(sample.time, values, sample.duration)
+        carried = {n: values[n] for n in _CARRIED if values.get(n) is not None}
+        if carried and "current_a" not in values:
+            self.carried, self.carried_time = carried, sample.time
         if "current_a" in values:
-            self.samples.append(snapshot)
+            fresh = self.carried_time is not None and sample.time - self.carried_time <= WINDOW_S
+            if fresh and values["current_a"] is not None:
+                values = {**self.carried, **values}
+            self.samples.append(Snapshot(sample.time, values, sample.duration))
         if _CLOCK in values:
-            self.clock_samples.append(snapshot)
+            self.clock_samples.append(Snapshot(sample.time, values, sample.duration))
         for queue in (self.samples, self.clock_samples):
             while queue and queue[0].time < sample.time - WINDOW_S:
                 queue.popleft()
 
-    def capture(self, link: Mapping[str, object]) -> MeterCapture:
-        """This window as a :class:`MeterCapture`."""
+    def capture(
+        self, link: Mapping[str, object], expect: Mapping[str, float | int] | None = None
+    ) -> MeterCapture:
+        """This window as a :class:`MeterCapture` (``expect``: ``[meters.expect]``)."""
         return MeterCapture(
             id=self.id,
             static=dict(self.static),
             samples=list(self.samples),
             link=dict(link),
+            expect=dict(expect or {}),
             label=self.label,
         )
 
 
 class CommissionScreen(Screen[None]):
-    """Every meter's verdicts and the selected meter's phasors.
+    """Every meter's verdicts and the selected meter's reasons and phasors.
 
     Args:
         engine: the bus engine (link statistics, interval, bus load).
         meters: (id, label) of the meters, in tab order.
         clock: wall clock (tests inject one).
+        expect: per meter id, its ``[meters.expect]`` (what ``setup`` is checked against).
     """
 
     DEFAULT_CSS = """
     CommissionScreen { layout: vertical; }
     CommissionScreen #commission-title { height: 1; padding: 0 1; }
-    CommissionScreen Horizontal { height: 1fr; }
-    CommissionScreen #verdicts { width: 1fr; padding: 0 1; overflow-y: auto; }
-    CommissionScreen #phasors { width: 44; padding: 0 1; }
+    CommissionScreen #commission-body { height: 1fr; layout: horizontal; }
+    CommissionScreen #commission-left { width: 1fr; height: auto; padding: 0 1; }
+    CommissionScreen #verdict-table { height: auto; }
+    CommissionScreen #reasons { height: auto; }
+    CommissionScreen #phasors { width: 45; height: auto; padding: 0 1; }
+    CommissionScreen.-narrow #commission-body { layout: vertical; }
+    CommissionScreen.-narrow #phasors { width: 1fr; padding: 1 1 0 1; }
     """
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
-        Binding("right", "select(1)", "Next meter"),
-        Binding("left", "select(-1)", "Previous meter"),
+        # priority: the scrolling body would take left/right for sideways scrolling
+        Binding("right", "select(1)", "Next meter", priority=True),
+        Binding("left", "select(-1)", "Previous meter", priority=True),
     ]
 
     def __init__(
@@ -103,27 +156,41 @@ class CommissionScreen(Screen[None]):
         engine: Engine,
         meters: list[tuple[int, str]],
         clock: Callable[[], float] = time.time,
+        expect: Mapping[int, Mapping[str, float | int]] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
         self.windows = {i: MeterWindow(i, label) for i, label in meters}
+        self.expect = {i: dict(e) for i, e in (expect or {}).items()}
+        self.order = [i for i, _ in meters]
         self.selected = 0
         self.report: CheckReport | None = None
+        self._extras_asked = 0.0
 
     def compose(self) -> ComposeResult:
-        yield Static("Commission — checks on the samples of the last minute", id="commission-title")
-        with Horizontal():
-            yield Static("", id="verdicts")
+        yield Static(
+            "Commission — checks on the last minute of samples · ←/→ meter · ↑/↓ scroll",
+            id="commission-title",
+        )
+        with ScrollableContainer(id="commission-body"):
+            with Vertical(id="commission-left"):
+                yield Static("", id="verdict-table")
+                yield Static("", id="reasons")
             yield Static("", id="phasors", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        for device_id in self.windows:
-            # identity, setup, angles and the clock are outside the logged set: read them once
-            self.engine.refresh_extras(device_id)
+        self._ask_extras()
         self.set_interval(1.0, self.refresh_view)
         self.refresh_view()
+        self.query_one("#commission-body").focus()
+
+    def _ask_extras(self) -> None:
+        # identity, setup, unbalance, angles and the clock are outside the logged set
+        self._extras_asked = self.clock()
+        for device_id in self.windows:
+            self.engine.refresh_extras(device_id)
 
     def feed(self, sample: Sample) -> None:
         """A sample from the engine (the app forwards every one while this screen shows)."""
@@ -134,7 +201,8 @@ class CommissionScreen(Screen[None]):
     def judge(self) -> CheckReport:
         """The checks on the windows as they are now."""
         meters = [
-            w.capture(self.engine.stats(i).as_dict()) for i, w in sorted(self.windows.items())
+            w.capture(self.engine.stats(i).as_dict(), self.expect.get(i))
+            for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
         capture = BusCapture(
@@ -142,39 +210,113 @@ class CommissionScreen(Screen[None]):
         )
         report = run_checks(capture)
         # The clock is read with the other registers, not with the logged set: judge it on
-        # those reads alone.
+        # those reads alone (unless the link check already says nothing answered).
         fixed = []
         for meter_report in report.meters:
             window = self.windows[meter_report.id]
             clock = check_clock(MeterCapture(id=window.id, samples=list(window.clock_samples)))
-            checks = tuple(clock if c.name == "clock" else c for c in meter_report.checks)
+            checks = tuple(
+                clock if c.name == "clock" and c.evidence.get("follows") != "link" else c
+                for c in meter_report.checks
+            )
             fixed.append(replace(meter_report, checks=checks))
         return replace(report, meters=tuple(fixed))
 
+    def stale(self, device_id: int) -> bool:
+        """True when meter ``device_id`` has not answered for :data:`STALE_CYCLES` cycles."""
+        last = self.windows[device_id].last_answer
+        cycle = max(self.engine.interval, self.engine.cycle_time() or 0.0, 1.0)
+        return last is None or self.clock() - last > STALE_CYCLES * cycle
+
+    @property
+    def selected_id(self) -> int | None:
+        """The meter whose reasons and phasors are shown."""
+        return self.order[self.selected % len(self.order)] if self.order else None
+
     def refresh_view(self) -> None:
-        """Redraw the verdicts and the phasors."""
+        """Redraw the verdicts, the reasons and the phasors."""
+        if self.clock() - self._extras_asked >= EXTRAS_EVERY_S:
+            self._ask_extras()
         self.report = self.judge()
-        lines: list[str] = []
-        for meter in self.report.meters:
-            title = f"[b]id {meter.id}[/b]" + (f" {meter.label}" if meter.label else "")
-            marks = " ".join(f"[{_STYLE[c.verdict]}]{c.name}:{c.verdict}[/]" for c in meter.checks)
-            lines.append(f"{title}  {marks}")
-            for c in meter.checks:
-                if c.verdict in ("fail", "warn"):
-                    lines.append(f"   [{_STYLE[c.verdict]}]{c.name}[/]: {_escape(c.why)}")
-        for c in self.report.bus:
-            lines.append(
-                f"[b]bus[/b] [{_STYLE[c.verdict]}]{c.name}:{c.verdict}[/] {_escape(c.why)}"
-            )
-        self.query_one("#verdicts", Static).update("\n".join(lines))
+        self.query_one("#verdict-table", Static).update(self.verdict_table())
+        self.query_one("#reasons", Static).update(self.reasons())
         self.query_one("#phasors", Static).update(self.phasor_text())
+
+    def _meter_report(self, device_id: int | None) -> MeterReport | None:
+        if self.report is None:
+            return None
+        return next((m for m in self.report.meters if m.id == device_id), None)
+
+    def verdict_table(self) -> Table:
+        """A row per check, a column per meter (the selected meter's header reversed)."""
+        table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False)
+        table.add_column("check", no_wrap=True)
+        reports = [self._meter_report(i) for i in self.order]
+        for device_id in self.order:
+            style = "reverse bold" if device_id == self.selected_id else "bold"
+            head = Text(f"id {device_id}", style=style)
+            if self.stale(device_id):
+                head.append("\nstale", style="bold red")
+            else:
+                head.append("\n" + self.windows[device_id].label[:8], style="dim")
+            table.add_column(head, no_wrap=True, justify="center", min_width=6)
+        for name in CHECK_NAMES:
+            if name == "bus_load":
+                continue
+            cells: list[Text] = []
+            for meter in reports:
+                check = next((c for c in meter.checks if c.name == name), None) if meter else None
+                if check is None:
+                    cells.append(Text(""))
+                else:
+                    cells.append(Text(_CELL[check.verdict], style=_STYLE[check.verdict]))
+            table.add_row(name, *cells)
+        return table
+
+    def reasons(self) -> Table:
+        """The selected meter's verdicts that are not a pass, the other meters' failures, and
+        the bus checks: one row each, the reason wrapped beside its check."""
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1)
+        selected = self._meter_report(self.selected_id)
+        grid.add_row(Text("-- = not checked", style="dim"))
+        if selected is not None:
+            grid.add_row("")
+            head = Text(f"id {selected.id} {selected.label}".rstrip(), style="bold")
+            if self.stale(selected.id):
+                head.append(" STALE", style="bold red")
+                grid.add_row(head, Text("no answer for 3 poll cycles", style="bold red"))
+            else:
+                grid.add_row(head)
+            shown = [c for c in selected.checks if c.verdict != "pass"]
+            if not shown:
+                grid.add_row(Text("  every check", style="green"), Text("passes", style="green"))
+            for check in shown:
+                grid.add_row(*_reason(check))
+        others = [
+            (m, c)
+            for m in (self.report.meters if self.report else ())
+            if m.id != self.selected_id
+            for c in m.checks
+            if c.verdict == "fail"
+        ]
+        if others:
+            grid.add_row(Text("other meters", style="bold"))
+            for meter, check in others:
+                grid.add_row(*_reason(check, f"id {meter.id} "))
+        if self.report is not None:
+            grid.add_row(Text("bus", style="bold"))
+            for check in self.report.bus:
+                grid.add_row(*_reason(check))
+        return grid
 
     def phasor_text(self) -> str:
         """The selected meter's phasor diagram with its legend."""
-        ids = sorted(self.windows)
-        if not ids:
+        device_id = self.selected_id
+        if device_id is None:
             return "no meters"
-        window = self.windows[ids[self.selected % len(ids)]]
+        window = self.windows[device_id]
         last = window.samples[-1] if window.samples else None
         angles: dict[str, float | None] = {}
         volts: dict[str, float | None] = {}
@@ -189,13 +331,15 @@ class CommissionScreen(Screen[None]):
             )
             volts[x] = last.number(f"voltage_{x}n") if last else None
             amps[x] = last.number(f"current_{x}") if last else None
-        head = f"id {window.id} {window.label}".rstrip() + "  (left/right: meter)"
+        head = f"phasors of id {window.id} {window.label}".rstrip()
+        if last is None or all(v is None for v in volts.values()):
+            return head + "\n(no values: not read yet, or the meter did not answer)"
         body = phasor_diagram(angles, volts, amps)
-        return "\n".join([head, *body, legend(angles)])
+        return "\n".join([head, *body, *legend(angles).split("   ")])
 
     def action_select(self, step: int) -> None:
-        """Show the next (or previous) meter's phasors."""
-        self.selected = (self.selected + step) % max(len(self.windows), 1)
+        """Show the next (or previous) meter's reasons and phasors."""
+        self.selected = (self.selected + step) % max(len(self.order), 1)
         self.refresh_view()
 
     def action_close(self) -> None:
@@ -203,5 +347,9 @@ class CommissionScreen(Screen[None]):
         self.app.pop_screen()
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+def _reason(check: CheckResult, prefix: str = "") -> tuple[Text, Text]:
+    """A check's name and verdict, and why."""
+    word = {"not_checked": "--"}.get(check.verdict, check.verdict.upper())
+    label = Text("  " + prefix)
+    label.append(f"{check.name} {word}", _STYLE[check.verdict])
+    return label, Text(check.why)

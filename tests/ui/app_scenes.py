@@ -17,7 +17,9 @@ from textual.widgets import Input, ProgressBar
 from emtui.core.bus.link import Outcome
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.bus.traffic import TrafficRecord
+from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
+from emtui.ui.commission import CommissionScreen
 from emtui.ui.messages import DeviceFound, ScanProgressed
 from emtui.ui.raw_screen import RawScreen
 from emtui.ui.scan_screen import ScanScreen
@@ -169,3 +171,31 @@ def traffic(tmp: Path) -> Scene:
 
 SCENES["raw-view"] = raw_view
 SCENES["traffic"] = traffic
+
+
+def commission(tmp: Path) -> Scene:
+    """The Commission screen after 15 s of polls, meter 2 with its phase A CT reversed: the
+    verdict table, meter 2's reasons (selected with right) and its phasors."""
+    now = [T0]
+    engine = ScriptedEngine(reference_config(SHOWN_ROOT), clock=lambda: now[0], live=True)
+    engine.sim[2].set_wiring(parse_wiring("2:ct-reversed:A")[1])
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    app.logging_state_every = 0.0
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("c")
+        await pilot.pause()
+        for _ in range(15):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.press("right")
+        await _settle(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        screen.refresh_view()
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["commission"] = commission

@@ -26,6 +26,7 @@ from emtui.core.maps.registers import RegisterEntry, load_map
 from emtui.core.session import LoggingState, MeterInfo, SampleListener, meter_info
 from emtui.sim.bus import build_meters
 from emtui.sim.meter import ModbusExceptionReply, SimulatedMeter
+from emtui.sim.pump import DutyCycle
 
 #: The fixed wall time of every scripted sample: 2026-06-01 10:00:00 UTC.
 T0 = 1_780_308_000.0
@@ -48,9 +49,19 @@ class ScriptedEngine:
     Args:
         config: the meters and dirs (see :func:`reference_config`).
         clock: the time stamped on samples (tests move it).
+        running: the pumps run (False: standing, no load).
+        live: the simulated meters follow ``clock`` (energy counters advance, values move
+            as the pump model says) instead of being frozen at :data:`T0`.
     """
 
-    def __init__(self, config: Config, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] | None = None,
+        *,
+        running: bool = True,
+        live: bool = False,
+    ) -> None:
         self.config = config
         self.read_only = False
         self.settings = ConnectionSettings(
@@ -62,12 +73,14 @@ class ScriptedEngine:
         self.interval = config.logging.interval
         self.clock = clock or (lambda: T0)
         self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
+        scripted_clock = self.clock
         self.sim: dict[int, SimulatedMeter] = build_meters(
             [m.id for m in self.meters],
             load_map("em6400ng"),
-            clock=lambda: T0,
-            frozen=True,
-            running=True,
+            clock=(lambda: scripted_clock()) if live else (lambda: T0),
+            frozen=not live,
+            running=running,
+            duty=DutyCycle(continuous=True) if live else None,
         )
         self.listeners: list[SampleListener] = []
         self._stats: dict[int, DeviceStats] = {}

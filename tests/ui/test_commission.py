@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
+import pytest
+from rich.console import Console
 from scripted_engine import T0, ScriptedEngine, reference_config
 
+from emtui.core.check.checks import CHECK_NAMES
+from emtui.core.check.model import CheckResult
 from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
 from emtui.ui.commission import CommissionScreen
@@ -60,8 +66,136 @@ async def test_commission_screen_shows_a_reversed_ct(tmp_path: Path) -> None:
         assert all(verdicts[i]["ct_polarity"] == "pass" for i in (1, 3, 4))
         assert "A" in screen.phasor_text() and "V–I angle" in screen.phasor_text()
         await pilot.press("right")
-        assert screen.phasor_text().startswith("id 2")
+        assert screen.phasor_text().startswith("phasors of id 2")
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, CommissionScreen)
         assert ("c", "Commission", "commission") in app.key_rows()  # listed by ?
+
+
+# -- flows: each wiring fault of issue 10's table on one meter, no load, a silent meter ---------
+
+POLLS = 15
+"""Poll cycles (1 s apart) before judging: the load has run ≥ 10 s of the window."""
+
+
+async def judged(
+    tmp_path: Path,
+    wiring: str | None = None,
+    *,
+    running: bool = True,
+    expect: dict[str, float | int] | None = None,
+    silence: int | None = None,
+) -> tuple[dict[int, dict[str, CheckResult]], dict[str, list[str]], CommissionScreen]:
+    """Open the Commission screen on four scripted pumps (``wiring`` installed, e.g.
+    ``2:ct-reversed:A``; meter 2's ``[meters.expect]``), poll, and return the verdicts per
+    meter, the verdict table as drawn (check → cells), and the screen. ``silence``: that meter
+    stops answering after the first polls, for as many cycles again."""
+    now = [T0]
+    config = reference_config(tmp_path)
+    if expect:
+        meters = tuple(
+            dataclasses.replace(m, expect=tuple(expect.items())) if m.id == 2 else m
+            for m in config.meters
+        )
+        config = dataclasses.replace(config, meters=meters)
+    engine = ScriptedEngine(config, clock=lambda: now[0], running=running, live=True)
+    if wiring is not None:
+        device_id, faults = parse_wiring(wiring)
+        engine.sim[device_id].set_wiring(faults)
+    app = EmtuiApp(engine, config=config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for cycle in range(POLLS * (2 if silence else 1)):
+            if silence is not None and cycle == POLLS:
+                engine.fail(silence)
+            engine.poll()
+            now[0] += 1.0
+        await pilot.pause()
+        screen.refresh_view()
+        await pilot.pause()
+        report = screen.report
+        assert report is not None
+        verdicts = {m.id: {c.name: c for c in m.checks} for m in report.meters}
+        console = Console(width=60, record=True, file=io.StringIO())
+        console.print(screen.verdict_table())
+        drawn = {
+            cells[0]: cells[1:]
+            for line in console.export_text().splitlines()
+            if (cells := line.split()) and cells[0] in CHECK_NAMES
+        }
+    return verdicts, drawn, screen
+
+
+FAULTS = [
+    ("2:ct-reversed:A", "ct_polarity", {}),
+    ("2:ct-reversed:B", "ct_polarity", {}),
+    ("2:ct-reversed:C", "ct_polarity", {}),
+    ("2:ct-reversed:all", "ct_polarity", {"energy": "not_checked"}),
+    ("2:ct-swap:A-B", "phasing", {"ct_polarity": "not_checked"}),
+    ("2:ct-swap:B-C", "phasing", {"ct_polarity": "not_checked"}),
+    ("2:ct-swap:C-A", "phasing", {"ct_polarity": "not_checked"}),
+    ("2:vt-missing:A", "voltage_presence", {"unbalance": "not_checked"}),
+    ("2:vt-missing:B", "voltage_presence", {"unbalance": "not_checked"}),
+    ("2:vt-missing:C", "voltage_presence", {"unbalance": "not_checked"}),
+    ("2:ct-ratio:200", "setup", {}),
+]
+
+
+@pytest.mark.parametrize(("wiring", "failing", "follows"), FAULTS, ids=[f[0] for f in FAULTS])
+async def test_each_fault_fails_its_check_on_its_meter_only(
+    tmp_path: Path, wiring: str, failing: str, follows: dict[str, str]
+) -> None:
+    """Every row of issue 10's fault table, on meter 2 (its CT primary expected to be the
+    true 100 A): the screen's table shows FAIL for that fault's check in meter 2's column and
+    nowhere else; the checks that follow it say not_checked; nothing else fails anywhere."""
+    verdicts, drawn, _ = await judged(tmp_path, wiring, expect={"ct_primary": 100})
+    failed = {(i, name) for i, checks in verdicts.items() for name, c in checks.items()
+              if c.verdict == "fail"}  # fmt: skip
+    assert failed == {(2, failing)}
+    assert drawn[failing] == ["pass", "FAIL", "pass", "pass"] or (
+        failing == "setup" and drawn[failing] == ["--", "FAIL", "--", "--"]
+    )
+    for name, verdict in follows.items():
+        assert verdicts[2][name].verdict == verdict
+        assert verdicts[2][name].evidence.get("follows") == failing
+
+
+async def test_healthy_site_fails_nothing(tmp_path: Path) -> None:
+    """Four healthy pumps under load: no check fails; the wiring checks pass on every meter,
+    and setup passes against a matching [meters.expect]."""
+    verdicts, drawn, _ = await judged(tmp_path, expect={"ct_primary": 100})
+    assert not [c for checks in verdicts.values() for c in checks.values() if c.verdict == "fail"]
+    for name in ("ct_polarity", "phasing", "voltage_presence", "energy", "link"):
+        assert drawn[name] == ["pass"] * 4
+    assert verdicts[2]["setup"].verdict == "pass"
+
+
+async def test_pumps_off_wiring_not_checked(tmp_path: Path) -> None:
+    """Pumps standing: ct_polarity and phasing say not_checked: no load (start the pump) on
+    every meter, drawn as --; voltage_presence is still judged (it needs no load)."""
+    verdicts, drawn, _ = await judged(tmp_path, running=False)
+    for checks in verdicts.values():
+        for name in ("ct_polarity", "phasing"):
+            assert checks[name].verdict == "not_checked"
+            assert "no load" in checks[name].why and "start the pump" in checks[name].why
+        assert checks["voltage_presence"].verdict == "pass"
+    assert drawn["ct_polarity"] == drawn["phasing"] == ["--"] * 4
+
+
+async def test_meter_silent_mid_session_shows_link_fail_and_stale(tmp_path: Path) -> None:
+    """Meter 3 answers 15 cycles, then times out for 15: its link fails (50 % unanswered),
+    its column is marked stale, its phasors say it gave no values; the screen keeps running
+    and the other meters keep their verdicts."""
+    verdicts, drawn, screen = await judged(tmp_path, silence=3)
+    assert verdicts[3]["link"].verdict == "fail"
+    assert verdicts[3]["link"].evidence["timeouts"] == 45
+    assert drawn["link"] == ["pass", "pass", "FAIL", "pass"]
+    assert screen.stale(3) and not screen.stale(1)
+    screen.selected = 2
+    assert "did not answer" in screen.phasor_text()
+    assert all(verdicts[i]["link"].verdict == "pass" for i in (1, 2, 4))
+    assert all(verdicts[i]["ct_polarity"].verdict == "pass" for i in (1, 2, 4))
