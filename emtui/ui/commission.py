@@ -74,8 +74,8 @@ class MeterWindow:
         self.static: dict[str, Scalar] = {}
         self.samples: deque[Snapshot] = deque()
         self.clock_samples: deque[Snapshot] = deque()
-        self.carried: dict[str, Scalar] = {}
-        self.carried_time: float | None = None
+        self.carried: dict[str, tuple[float, Scalar]] = {}
+        """The last read of each value in :data:`_CARRIED`: (wall time, value)."""
         self.last_answer: float | None = None
         """Wall time of the last sample with any value (None: never answered)."""
 
@@ -91,13 +91,19 @@ class MeterWindow:
         for name in STATIC_NAMES:
             if values.get(name) is not None:
                 self.static[name] = values[name]
-        carried = {n: values[n] for n in _CARRIED if values.get(n) is not None}
-        if carried and "current_a" not in values:
-            self.carried, self.carried_time = carried, sample.time
+        if "current_a" not in values:
+            # the other registers come one block per sample: keep each value with its time
+            for name in _CARRIED:
+                if values.get(name) is not None:
+                    self.carried[name] = (sample.time, values[name])
+        elif values["current_a"] is not None:
+            recent = {
+                name: v
+                for name, (t, v) in self.carried.items()
+                if sample.time - t <= WINDOW_S and name not in values
+            }
+            values = {**recent, **values}
         if "current_a" in values:
-            fresh = self.carried_time is not None and sample.time - self.carried_time <= WINDOW_S
-            if fresh and values["current_a"] is not None:
-                values = {**self.carried, **values}
             self.samples.append(Snapshot(sample.time, values, sample.duration))
         if _CLOCK in values:
             self.clock_samples.append(Snapshot(sample.time, values, sample.duration))
@@ -140,10 +146,8 @@ class CommissionScreen(Screen[None]):
     CommissionScreen.-narrow #commission-body { layout: vertical; }
     CommissionScreen.-narrow #phasors { width: 1fr; padding: 1 1 0 1; }
     """
-    HORIZONTAL_BREAKPOINTS = [
-        (0, "-narrow"),
-        (100, "-wide"),
-    ]
+    # Textual types this ``ClassVar[...] | None``, which a subclass cannot re-annotate.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
         # priority: the scrolling body would take left/right for sideways scrolling
@@ -167,6 +171,7 @@ class CommissionScreen(Screen[None]):
         self.selected = 0
         self.report: CheckReport | None = None
         self._extras_asked = 0.0
+        self._link_history: dict[int, deque[tuple[float, dict[str, object]]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -201,7 +206,7 @@ class CommissionScreen(Screen[None]):
     def judge(self) -> CheckReport:
         """The checks on the windows as they are now."""
         meters = [
-            w.capture(self.engine.stats(i).as_dict(), self.expect.get(i))
+            w.capture(self._windowed_link(i), self.expect.get(i))
             for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
@@ -221,6 +226,29 @@ class CommissionScreen(Screen[None]):
             )
             fixed.append(replace(meter_report, checks=checks))
         return replace(report, meters=tuple(fixed))
+
+    def _windowed_link(self, device_id: int) -> dict[str, object]:
+        """The link statistics of the last :data:`WINDOW_S` seconds (since the screen opened,
+        at first): the counters now minus those of the oldest reading inside the window, so
+        an early timeout does not weigh on the verdict for ever. Until a request is counted
+        in the window, the statistics since the session began."""
+        now = self.clock()
+        current = self.engine.stats(device_id).as_dict()
+        history = self._link_history.setdefault(device_id, deque())
+        history.append((now, current))
+        while len(history) > 1 and history[1][0] <= now - WINDOW_S:
+            history.popleft()
+        base = history[0][1]
+        delta = dict(current)
+        for key in _LINK_COUNTS:
+            delta[key] = _count(current, key) - _count(base, key)
+        old = base.get("exceptions")
+        new = current.get("exceptions")
+        if isinstance(old, dict) and isinstance(new, dict):
+            delta["exceptions"] = {
+                k: n - old.get(k, 0) for k, n in new.items() if n > old.get(k, 0)
+            }
+        return delta if _count(delta, "requests") > 0 else current
 
     def stale(self, device_id: int) -> bool:
         """True when meter ``device_id`` has not answered for :data:`STALE_CYCLES` cycles."""
@@ -345,6 +373,14 @@ class CommissionScreen(Screen[None]):
     def action_close(self) -> None:
         """Back to the tabs."""
         self.app.pop_screen()
+
+
+_LINK_COUNTS = ("requests", "ok", "timeouts", "crc_errors", "wrong_id", "skipped", "late")
+
+
+def _count(stats: Mapping[str, object], key: str) -> int:
+    value = stats.get(key, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _reason(check: CheckResult, prefix: str = "") -> tuple[Text, Text]:

@@ -10,11 +10,13 @@ import pytest
 from rich.console import Console
 from scripted_engine import T0, ScriptedEngine, reference_config
 
+from emtui.core.bus.reader import Sample
 from emtui.core.check.checks import CHECK_NAMES
 from emtui.core.check.model import CheckResult
+from emtui.core.maps.codec import Value
 from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
-from emtui.ui.commission import CommissionScreen
+from emtui.ui.commission import CommissionScreen, MeterWindow
 from emtui.ui.phasor import VOLTAGE_ANGLES, phasor_diagram
 
 
@@ -199,3 +201,55 @@ async def test_meter_silent_mid_session_shows_link_fail_and_stale(tmp_path: Path
     assert "did not answer" in screen.phasor_text()
     assert all(verdicts[i]["link"].verdict == "pass" for i in (1, 2, 4))
     assert all(verdicts[i]["ct_polarity"].verdict == "pass" for i in (1, 2, 4))
+
+
+def test_window_carries_other_registers_read_block_by_block() -> None:
+    """The engine reads the other registers one block per sample (unbalance in one, angles in
+    another): each value read in the last minute is carried into the logged samples after it,
+    a later block does not drop an earlier one, and an older read is not carried."""
+    window = MeterWindow(1)
+
+    def sample(t: float, **values: float) -> Sample:
+        return Sample(1, t, "ok", {n: Value(v) for n, v in values.items()}, {}, 0.1, 1)
+
+    window.feed(sample(T0, voltage_unbalance_ll_worst=0.4, current_unbalance_worst=3.0))
+    window.feed(sample(T0 + 1, phase_angle_a=31.0))
+    window.feed(sample(T0 + 2, current_a=60.0))
+    carried = window.samples[-1]
+    assert carried.number("voltage_unbalance_ll_worst") == 0.4
+    assert carried.number("current_unbalance_worst") == 3.0
+    assert carried.number("phase_angle_a") == 31.0
+    window.feed(sample(T0 + 61, current_a=60.0))
+    later = window.samples[-1]
+    assert later.number("voltage_unbalance_ll_worst") is None  # read 61 s before: not carried
+    assert later.number("phase_angle_a") == 31.0
+
+
+async def test_link_is_judged_on_the_last_minute(tmp_path: Path) -> None:
+    """Timeouts before the window (the screen opened, then 61 s of clean polls) no longer
+    count: the link passes; before that they weigh (warn or fail)."""
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0])
+    engine.fail(1)
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        engine.poll()  # 3 timeouts of meter 1 inside the window
+        engine.recover(1)
+        for _ in range(10):
+            now[0] += 1.0
+            engine.poll()
+        screen.refresh_view()
+        assert screen.report is not None
+        assert screen.report.meters[0].get("link").verdict == "warn"  # 3 of 33 unanswered: 9 %
+        for _ in range(62):
+            now[0] += 1.0
+            engine.poll()
+            screen.refresh_view()
+        link = screen.report.meters[0].get("link")
+        assert link.verdict == "pass", link.why
+        assert link.evidence["timeouts"] == 0
+        assert engine.stats(1).timeouts == 3  # the session's own counters are untouched
