@@ -85,7 +85,9 @@ def run(argv: Sequence[str]) -> int:
     if args.demo:
         return run_demo(_demo_keys(args))
     config = effective_config(args)
-    return run_app(config, settings_from(config), config.keys, allow_writes=args.allow_writes)
+    # no port configured: the app's connection dialog lists the ports and asks
+    settings = settings_from(config) if config.bus.port else None
+    return run_app(config, settings, config.keys, allow_writes=args.allow_writes)
 
 
 def _demo_keys(args: object) -> dict[str, str]:

@@ -6,25 +6,32 @@ Nothing depends on wall time or on a real port: the engine is scripted and the c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from connect_ports import PORTS
 from scripted_engine import T0, ScriptedEngine, reference_config
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, ProgressBar
 
 from emtui.core.bus.link import Outcome
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.bus.traffic import TrafficRecord
+from emtui.core.config import BusConfig
 from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
 from emtui.ui.commission import CommissionScreen
+from emtui.ui.connect import ConnectApp
 from emtui.ui.messages import DeviceFound, ScanProgressed
 from emtui.ui.raw_screen import RawScreen
+from emtui.ui.run import open_engine
 from emtui.ui.scan_screen import ScanScreen
 
-Scene = tuple[EmtuiApp, Callable[[Pilot[None]], Awaitable[None]]]
+Scene = tuple[App[Any], Callable[[Pilot[Any]], Awaitable[None]]]
 
 
 #: Where the scenes say files go: fixed, so pictures do not change with a temp dir's name (the
@@ -199,3 +206,20 @@ def commission(tmp: Path) -> Scene:
 
 
 SCENES["commission"] = commission
+
+
+def connect(tmp: Path) -> Scene:
+    """The connection dialog of ``emtui`` started with no port: three ports, an adapter's
+    by-id name preselected, one port held by a logger (the listing is fixed)."""
+    config = dataclasses.replace(reference_config(SHOWN_ROOT), bus=BusConfig(), meters=())
+    app = ConnectApp(config, open_engine, list_ports=lambda: list(PORTS))
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["connect"] = connect
