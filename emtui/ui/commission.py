@@ -8,7 +8,8 @@ engine for the other registers (unbalance, angles, the meter clock) every
 
 Layout: a verdict table (a row per check, a column per meter), the reasons of the selected
 meter's verdicts, then the other meters' and the bus's problems; the selected meter's phasors
-beside them from 100 columns, below them (the screen scrolls) on a narrower terminal.
+beside them from 100 columns (four meters; more for more), below them (the screen scrolls) on
+a narrower terminal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import ScrollableContainer, Vertical
@@ -146,8 +148,6 @@ class CommissionScreen(Screen[None]):
     CommissionScreen.-narrow #commission-body { layout: vertical; }
     CommissionScreen.-narrow #phasors { width: 1fr; padding: 1 1 0 1; }
     """
-    # Textual types this ``ClassVar[...] | None``, which a subclass cannot re-annotate.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
         # priority: the scrolling body would take left/right for sideways scrolling
@@ -185,7 +185,21 @@ class CommissionScreen(Screen[None]):
             yield Static("", id="phasors", markup=False)
         yield Footer()
 
+    def wide_from(self) -> int:
+        """Columns from which the phasors fit beside the table: 100 for four meters, more
+        for more (each column of the table takes 8)."""
+        return max(100, 66 + 8 * len(self.order))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._lay_out(event.size.width)
+
+    def _lay_out(self, width: int) -> None:
+        wide = width >= self.wide_from()
+        self.set_class(wide, "-wide")
+        self.set_class(not wide, "-narrow")
+
     def on_mount(self) -> None:
+        self._lay_out(self.app.size.width)
         self._ask_extras()
         self.set_interval(1.0, self.refresh_view)
         self.refresh_view()

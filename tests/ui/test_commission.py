@@ -253,3 +253,30 @@ async def test_link_is_judged_on_the_last_minute(tmp_path: Path) -> None:
         assert link.verdict == "pass", link.why
         assert link.evidence["timeouts"] == 0
         assert engine.stats(1).timeouts == 3  # the session's own counters are untouched
+
+
+@pytest.mark.parametrize(
+    ("ids", "width", "side_by_side"),
+    [((1, 2, 3, 4), 100, True), ((1, 2, 3, 4), 80, False), ((1, 2, 3, 4, 5, 6, 7, 8), 100, False)],
+)
+async def test_phasors_beside_the_table_only_when_they_fit(
+    tmp_path: Path, ids: tuple[int, ...], width: int, side_by_side: bool
+) -> None:
+    """Four meters at 100 columns: the phasors sit right of the verdict table; at 80 columns,
+    or with eight meters at 100, they go below it (the screen scrolls)."""
+    engine = ScriptedEngine(reference_config(tmp_path, ids))
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: T0)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await pilot.press("c")
+        engine.poll()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        screen.refresh_view()
+        await pilot.pause()
+        table = screen.query_one("#verdict-table").region
+        phasors = screen.query_one("#phasors").region
+        if side_by_side:
+            assert phasors.x >= table.right and phasors.y == table.y
+        else:
+            assert phasors.y >= table.bottom
