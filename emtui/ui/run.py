@@ -62,7 +62,9 @@ def open_engine(config: Config, settings: ConnectionSettings) -> tuple[Engine, s
     return session, ""
 
 
-def connect_first(config: Config, settings: ConnectionSettings | None) -> Connected | None:
+def connect_first(
+    config: Config, settings: ConnectionSettings | None, ask: bool = True
+) -> Connected | None:
     """Open the configured bus, or ask with the connection dialog.
 
     The dialog (:class:`~emtui.ui.connect.ConnectApp`) is shown when no port is configured
@@ -70,7 +72,8 @@ def connect_first(config: Config, settings: ConnectionSettings | None) -> Connec
     permission, a gateway that does not answer, settings the adapter refuses); it then says
     why. A port held by a headless logger opens read-only without it; one held by any other
     program raises :class:`PortBusy` as before (the CLI names the holder, exit 3). Returns
-    None when the technician leaves the dialog with escape.
+    None when the technician leaves the dialog with escape. ``ask`` False (not on a
+    terminal): no dialog, the error is raised.
     """
     from emtui.ui.connect import ConnectApp, Connected
 
@@ -81,6 +84,8 @@ def connect_first(config: Config, settings: ConnectionSettings | None) -> Connec
         except PortBusy:
             raise
         except LinkError as exc:
+            if not ask:
+                raise
             reason = f"Cannot open the configured port: {exc}"
         else:
             return Connected(config, settings, engine, note)
@@ -92,15 +97,16 @@ def run_app(
     settings: ConnectionSettings | None,
     keymap: Mapping[str, str],
     allow_writes: bool = False,
+    ask: bool = True,
 ) -> int:
     """Run the app on the configured bus until the technician quits (``allow_writes``: the
     session may write; see :meth:`BusSession.write`). With no port (``settings`` None), or
-    one that cannot be opened, the connection dialog asks first (see :func:`connect_first`);
-    escape there quits with exit 0."""
+    one that cannot be opened, the connection dialog asks first (see :func:`connect_first`;
+    ``ask`` False: never); escape there quits with exit 0."""
     from emtui.ui.app import EmtuiApp
 
     _log_to_file(config.state_dir)
-    connected = connect_first(config, settings)
+    connected = connect_first(config, settings, ask)
     if connected is None:
         return 0
     config, engine, note = connected.config, connected.engine, connected.note

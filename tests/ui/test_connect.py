@@ -188,3 +188,13 @@ def test_a_configured_port_that_cannot_be_opened_asks_with_the_dialog(
 def test_holder_command_is_shortened_for_the_table(command: str, cell: str) -> None:
     """The table names the program, not the interpreter or its paths."""
     assert connect_module.short_command(command) == cell
+
+
+def test_off_a_terminal_the_open_error_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ask=False (emtui not on a terminal): no dialog; the port's error goes to the CLI."""
+    monkeypatch.setattr(ConnectApp, "run", lambda self: pytest.fail("the dialog was shown"))
+    config = bare_config(tmp_path, "/dev/ttyNOPE")
+    with pytest.raises(PortNotFound):
+        run_module.connect_first(config, config.bus.settings(), ask=False)
