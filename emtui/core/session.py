@@ -122,7 +122,7 @@ class Engine(Protocol):
     def bus_load(self) -> float | None: ...
     def cycle_time(self) -> float | None: ...
     def set_focus(self, device_id: int | None) -> None: ...
-    def refresh_extras(self, device_id: int) -> None: ...
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None: ...
     def extras_starved(self) -> bool: ...
     def scan(
         self,
@@ -241,7 +241,8 @@ class BusSession:
         self._focus: int | None = None
         self._extra_readers: dict[int, list[MeterReader]] = {}
         self._extra_next: dict[int, int] = {}
-        self._refresh_requests: set[int] = set()
+        self._refresh_requests: dict[int, frozenset[str] | None] = {}
+        """Meters whose other registers are to be read once: those named (None: all)."""
         self._due: deque[MeterReader] = deque()
         self._lock = threading.Lock()
         self._scan_cancel = threading.Event()
@@ -403,14 +404,20 @@ class BusSession:
         with self._lock:
             self._focus = device_id
             if device_id is not None and device_id not in self._extra_readers:
-                self._refresh_requests.add(device_id)  # a first read of everything, once
+                self._refresh_requests[device_id] = None  # a first read of everything, once
         self._wake.set()
 
-    def refresh_extras(self, device_id: int) -> None:
-        """Read every other register of ``device_id`` once: at once between cycles, or one
-        request per gap while logging (so no row is late by more than one request)."""
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None:
+        """Read every other register of ``device_id`` once (``names``: only the blocks that
+        hold those entries): at once between cycles, or one request per gap while logging (so
+        no row is late by more than one request)."""
         with self._lock:
-            self._refresh_requests.add(device_id)
+            if device_id in self._refresh_requests:
+                before = self._refresh_requests[device_id]
+                wanted = None if before is None or names is None else before | set(names)
+            else:
+                wanted = None if names is None else frozenset(names)
+            self._refresh_requests[device_id] = wanted
         self._wake.set()
 
     def _extras_for(self, device_id: int) -> list[MeterReader]:
@@ -457,9 +464,12 @@ class BusSession:
         still due, else the next block of the tab on screen, round-robin.
         """
         with self._lock:
-            asked, self._refresh_requests = self._refresh_requests, set()
-        for device_id in sorted(asked):
-            self._due.extend(self._extras_for(device_id))
+            asked, self._refresh_requests = self._refresh_requests, {}
+        for device_id, names in sorted(asked.items()):
+            readers = self._extras_for(device_id)
+            if names is not None:
+                readers = [r for r in readers if any(e.name in names for e in r.entries)]
+            self._due.extend(readers)
         spent = 0.0
         if not logging:
             while self._due and not self._stop.is_set():

@@ -3,8 +3,9 @@
 The screen judges the samples the engine already reads (the logged set every poll, the other
 registers when they are read), with the same pure checks as ``emtui check``; it never polls
 the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter, and asks the
-engine for the other registers (unbalance, angles, the meter clock) every
-:data:`EXTRAS_EVERY_S` seconds.
+engine for the other registers once (identity, setup), then for those the checks judge
+(unbalance, angles, the meter clock) every :data:`EXTRAS_EVERY_S` seconds. On a bus a logger
+holds it judges the logger's samples alone.
 
 Layout: a verdict table (a row per check, a column per meter), the reasons of the selected
 meter's verdicts, then the other meters' and the bus's problems; the selected meter's phasors
@@ -30,8 +31,9 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from emtui.core.bus.link import LinkError
 from emtui.core.bus.reader import Sample
-from emtui.core.check.capture import STATIC_NAMES
+from emtui.core.check.capture import CHECK_EXTRAS, STATIC_NAMES
 from emtui.core.check.checks import CHECK_NAMES, check_clock, run_checks
 from emtui.core.check.model import (
     BusCapture,
@@ -49,8 +51,9 @@ __all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
 
 WINDOW_S = 60.0
 """Seconds of samples the screen judges."""
-EXTRAS_EVERY_S = 30.0
-"""Seconds between two reads of each meter's other registers while the screen shows."""
+EXTRAS_EVERY_S = 15.0
+"""Seconds between two reads of the other registers the checks judge (unbalance, the angle
+registers, the meter clock: three requests a meter) while the screen shows."""
 STALE_CYCLES = 3
 """A meter whose last answer is older than this many poll cycles is marked stale."""
 
@@ -65,6 +68,10 @@ _CARRIED = (
     "current_unbalance_worst",
     *(f"phase_angle_{x}" for x in "abc"),
 )
+
+
+_REREAD = (*_CARRIED, *(n for n in CHECK_EXTRAS if n.startswith("meter_clock_")))
+"""What the screen reads again every :data:`EXTRAS_EVERY_S` seconds."""
 
 
 class MeterWindow:
@@ -139,7 +146,7 @@ class CommissionScreen(Screen[None]):
 
     DEFAULT_CSS = """
     CommissionScreen { layout: vertical; }
-    CommissionScreen #commission-title { height: 1; padding: 0 1; }
+    CommissionScreen #commission-title { height: auto; padding: 0 1; }
     CommissionScreen #commission-body { height: 1fr; layout: horizontal; }
     CommissionScreen #commission-left { width: 1fr; height: auto; padding: 0 1; }
     CommissionScreen #verdict-table { height: auto; }
@@ -174,10 +181,13 @@ class CommissionScreen(Screen[None]):
         self._link_history: dict[int, deque[tuple[float, dict[str, object]]]] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(
-            "Commission — checks on the last minute of samples · ←/→ meter · ↑/↓ scroll",
-            id="commission-title",
-        )
+        title = "Commission — checks on the last minute of samples · ←/→ meter · ↑/↓ scroll"
+        if self.engine.read_only:
+            title = (
+                "Commission (read-only: the logger's samples; setup, unbalance, angles and "
+                "clock not read) · ←/→ meter"
+            )
+        yield Static(title, id="commission-title", markup=False)
         with ScrollableContainer(id="commission-body"):
             with Vertical(id="commission-left"):
                 yield Static("", id="verdict-table")
@@ -200,16 +210,24 @@ class CommissionScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._lay_out(self.app.size.width)
-        self._ask_extras()
+        self._ask_extras(first=True)
         self.set_interval(1.0, self.refresh_view)
         self.refresh_view()
         self.query_one("#commission-body").focus()
 
-    def _ask_extras(self) -> None:
-        # identity, setup, unbalance, angles and the clock are outside the logged set
+    def _ask_extras(self, first: bool = False) -> None:
+        # Identity, setup, unbalance, the angles and the clock are outside the logged set:
+        # everything once, then only the blocks holding what the checks judge.
         self._extras_asked = self.clock()
+        if self.engine.read_only:
+            return  # a logger holds the bus: only its samples are seen
+        names = None if first else _REREAD
         for device_id in self.windows:
-            self.engine.refresh_extras(device_id)
+            try:
+                self.engine.refresh_extras(device_id, names)
+            except LinkError as exc:
+                self.notify(f"Commission: {exc}", severity="warning", timeout=6)
+                return
 
     def feed(self, sample: Sample) -> None:
         """A sample from the engine (the app forwards every one while this screen shows)."""

@@ -89,6 +89,8 @@ class ScriptedEngine:
         self.stopped = False
         self.focus: int | None = None
         self.refreshed: list[int] = []
+        self.refreshed_names: list[tuple[str, ...] | None] = []
+        """The ``names`` of each refresh_extras call (None: every other register)."""
         self.starved = False
         self.cycle = 0.98
         self.scan_result: list[FoundDevice] = []
@@ -131,10 +133,12 @@ class ScriptedEngine:
     def set_focus(self, device_id: int | None) -> None:
         self.focus = device_id
 
-    def refresh_extras(self, device_id: int) -> None:
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None:
         self.refreshed.append(device_id)
+        self.refreshed_names.append(None if names is None else tuple(names))
         info = self._info(device_id)
-        self._publish(self._sample(info, info.extras))
+        entries = info.extras if names is None else [e for e in info.extras if e.name in names]
+        self._publish(self._sample(info, entries))
 
     def extras_starved(self) -> bool:
         return self.starved

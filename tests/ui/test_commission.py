@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from scripted_engine import T0, ScriptedEngine, reference_config
+from textual.widgets import Static
 
 from emtui.core.bus.reader import Sample
 from emtui.core.check.checks import CHECK_NAMES
@@ -280,3 +281,50 @@ async def test_phasors_beside_the_table_only_when_they_fit(
             assert phasors.x >= table.right and phasors.y == table.y
         else:
             assert phasors.y >= table.bottom
+
+
+async def test_screen_reads_everything_once_then_what_it_judges(tmp_path: Path) -> None:
+    """On opening, every other register of each meter once (identity, setup); every 15 s
+    after, only the unbalance, angle and clock entries."""
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0])
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        assert engine.refreshed_names == [None] * 4
+        now[0] += 16.0
+        screen.refresh_view()
+        again = engine.refreshed_names[4:]
+        assert len(again) == 4 and all(n is not None for n in again)
+        assert again[0] is not None
+        assert {"voltage_unbalance_ll_worst", "phase_angle_a", "meter_clock_year"} <= set(again[0])
+        assert "serial_number" not in again[0]
+
+
+async def test_read_only_engine_is_judged_without_reads(tmp_path: Path) -> None:
+    """On a bus a logger holds (a read-only engine) the screen asks for nothing, says so, and
+    judges the logger's samples: what needs the CT primary (wiring) says it was not read."""
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0])
+    engine.read_only = True
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for _ in range(12):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.pause()
+        screen.refresh_view()
+        assert engine.refreshed == []
+        assert screen.report is not None
+        meter = screen.report.meters[0]
+        assert meter.get("frequency").verdict == meter.get("voltage_presence").verdict == "pass"
+        polarity = meter.get("ct_polarity")
+        assert polarity.verdict == "not_checked" and "CT primary was not read" in polarity.why
+        assert "read-only" in str(screen.query_one("#commission-title", Static).render())
