@@ -16,6 +16,7 @@ a narrower terminal.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -318,7 +319,10 @@ class CommissionScreen(Screen[None]):
             if self.stale(device_id):
                 head.append("\nstale", style="bold red")
             else:
-                head.append("\n" + self.windows[device_id].label[:8], style="dim")
+                label = self.windows[device_id].label
+                # "meter 3" says nothing "id 3" does not; a site's own label fits in 8
+                shown = "" if label in ("", f"meter {device_id}") else label[:8]
+                head.append("\n" + shown, style="dim")
             table.add_column(head, no_wrap=True, justify="center", min_width=6)
         for name in CHECK_NAMES:
             if name == "bus_load":
@@ -336,24 +340,30 @@ class CommissionScreen(Screen[None]):
     def reasons(self) -> Table:
         """The selected meter's verdicts that are not a pass, the other meters' failures, and
         the bus checks: one row each, the reason wrapped beside its check."""
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
+        # an indent column, then the reasons, wrapped here so that a long one's next lines
+        # are indented under its first
+        shown_width = self.query_one("#reasons").content_size.width
+        width = (shown_width or 62) - 2
+        grid = Table.grid(padding=0)
+        grid.add_column(width=2, no_wrap=True)
         grid.add_column(ratio=1)
         selected = self._meter_report(self.selected_id)
-        grid.add_row(Text("-- = not checked", style="dim"))
+
+        def heading(text: Text) -> None:
+            grid.add_row(Text(""), Text(""))
+            grid.add_row("", text)  # the heading sits in the wide column, one space in
+
+        grid.add_row("", Text("-- = not checked", style="dim"))
         if selected is not None:
-            grid.add_row("")
             head = Text(f"id {selected.id} {selected.label}".rstrip(), style="bold")
             if self.stale(selected.id):
-                head.append(" STALE", style="bold red")
-                grid.add_row(head, Text("no answer for 3 poll cycles", style="bold red"))
-            else:
-                grid.add_row(head)
+                head.append(" STALE: no answer for 3 poll cycles", style="bold red")
+            heading(head)
             shown = [c for c in selected.checks if c.verdict != "pass"]
             if not shown:
-                grid.add_row(Text("  every check", style="green"), Text("passes", style="green"))
+                grid.add_row("", Text("  every check passes", style="green"))
             for check in shown:
-                grid.add_row(*_reason(check))
+                grid.add_row("", _reason(check, width=width))
         others = [
             (m, c)
             for m in (self.report.meters if self.report else ())
@@ -362,13 +372,13 @@ class CommissionScreen(Screen[None]):
             if c.verdict == "fail"
         ]
         if others:
-            grid.add_row(Text("other meters", style="bold"))
+            heading(Text("other meters", style="bold"))
             for meter, check in others:
-                grid.add_row(*_reason(check, f"id {meter.id} "))
+                grid.add_row("", _reason(check, f"id {meter.id} ", width))
         if self.report is not None:
-            grid.add_row(Text("bus", style="bold"))
+            heading(Text("bus", style="bold"))
             for check in self.report.bus:
-                grid.add_row(*_reason(check))
+                grid.add_row("", _reason(check, width=width))
         return grid
 
     def phasor_text(self) -> str:
@@ -415,9 +425,14 @@ def _count(stats: Mapping[str, object], key: str) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _reason(check: CheckResult, prefix: str = "") -> tuple[Text, Text]:
-    """A check's name and verdict, and why."""
+def _reason(check: CheckResult, prefix: str = "", width: int = 60) -> Text:
+    """``[prefix]name VERDICT: why`` wrapped to ``width`` with the continuation lines indented
+    (the name and verdict in the verdict's colour)."""
     word = {"not_checked": "--"}.get(check.verdict, check.verdict.upper())
-    label = Text("  " + prefix)
-    label.append(f"{check.name} {word}", _STYLE[check.verdict])
-    return label, Text(check.why)
+    label = f"{prefix}{check.name} {word}"
+    lines = textwrap.wrap(
+        f"{label}: {check.why}", max(width, 20), subsequent_indent="    ", break_on_hyphens=False
+    )
+    text = Text("\n".join(lines))
+    text.stylize(_STYLE[check.verdict], len(prefix), len(label))
+    return text
