@@ -198,3 +198,35 @@ def test_off_a_terminal_the_open_error_is_raised(
     config = bare_config(tmp_path, "/dev/ttyNOPE")
     with pytest.raises(PortNotFound):
         run_module.connect_first(config, config.bus.settings(), ask=False)
+
+
+async def test_escape_while_opening_lets_go_of_the_bus(
+    tmp_path: Path, listing: list[PortInfo]
+) -> None:
+    """escape while a slow port opens: the dialog returns None and the engine it opened is
+    stopped again (the bus is not left held)."""
+    import threading
+
+    from scripted_engine import ScriptedEngine, reference_config
+
+    engine = ScriptedEngine(reference_config(tmp_path))
+    release = threading.Event()
+
+    def slow_open(config: Config, settings: ConnectionSettings) -> tuple[ScriptedEngine, str]:
+        release.wait(5)
+        return engine, ""
+
+    app = ConnectApp(bare_config(tmp_path, "socket://gateway.site:4001"), slow_open)  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.opening
+        await pilot.press("escape")
+        release.set()
+        await pilot.pause()
+    assert app.return_value is None
+    for _ in range(50):
+        if engine.stopped:
+            break
+        threading.Event().wait(0.05)
+    assert engine.stopped
