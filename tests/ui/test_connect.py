@@ -3,11 +3,13 @@ and settings, and the bus opened on a worker thread, or the reason it could not 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from connect_ports import PORTS
+from scripted_engine import ScriptedEngine, reference_config
 from textual.widgets import DataTable, Input, Static
 
 from emtui.core.bus.link import ConnectionSettings, PortNotFound
@@ -205,10 +207,6 @@ async def test_escape_while_opening_lets_go_of_the_bus(
 ) -> None:
     """escape while a slow port opens: the dialog returns None and the engine it opened is
     stopped again (the bus is not left held)."""
-    import threading
-
-    from scripted_engine import ScriptedEngine, reference_config
-
     engine = ScriptedEngine(reference_config(tmp_path))
     release = threading.Event()
 
@@ -216,7 +214,8 @@ async def test_escape_while_opening_lets_go_of_the_bus(
         release.wait(5)
         return engine, ""
 
-    app = ConnectApp(bare_config(tmp_path, "socket://gateway.site:4001"), slow_open)  # type: ignore[arg-type]
+    config = bare_config(tmp_path, "socket://gateway.site:4001")
+    app = ConnectApp(config, slow_open)  # type: ignore[arg-type]
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+o")
         await pilot.pause()
