@@ -93,7 +93,11 @@ def run(argv: Sequence[str]) -> int:
     if args.demo:
         return run_demo(_demo_keys(args), allow_writes=args.allow_writes)
     config = effective_config(args)
-    return run_app(config, settings_from(config), config.keys, allow_writes=args.allow_writes)
+    # On a terminal, no port (or one that cannot be opened) opens the connection dialog,
+    # which lists the ports and asks; off a terminal (a script) it stays a one-line error.
+    ask = sys.stdin.isatty() and sys.stdout.isatty()
+    settings = settings_from(config) if config.bus.port or not ask else None
+    return run_app(config, settings, config.keys, allow_writes=args.allow_writes, ask=ask)
 
 
 def _demo_keys(args: object) -> dict[str, str]:

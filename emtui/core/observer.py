@@ -167,7 +167,7 @@ class LoggerObserver:
     def set_focus(self, device_id: int | None) -> None:
         """Nothing to do: only the logged set is known."""
 
-    def refresh_extras(self, device_id: int) -> None:
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None:
         """Refused: the logger holds the bus."""
         raise ReadOnly(f"the bus is held by the logger (PID {self.pid}): {STOP_HINT}")
 

@@ -131,7 +131,7 @@ class Engine(Protocol):
     def bus_load(self) -> float | None: ...
     def cycle_time(self) -> float | None: ...
     def set_focus(self, device_id: int | None) -> None: ...
-    def refresh_extras(self, device_id: int) -> None: ...
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None: ...
     def extras_starved(self) -> bool: ...
     def scan(
         self,
@@ -176,6 +176,43 @@ def meter_info(meter: MeterConfig, config: Config) -> MeterInfo:
         e for e in rmap.entries if e.name not in names and "R" in e.access and not e.acts_on_read
     )
     return MeterInfo(meter.id, meter.label or f"meter {meter.id}", rmap, logged, extras)
+
+
+class CycleAverage:
+    """The poll cycle time a technician reads in the header: smoothed, and honest from the
+    first seconds.
+
+    The first :attr:`warmup` cycles after the bus opens (or the meters change) are not
+    counted: they carry the first contact with each meter (the link has not learnt its
+    turnaround yet, a first request may time out) and, in the app, its start-up. From then on
+    a running mean until :attr:`span` cycles are counted, then an exponential average over
+    about :attr:`span` cycles, so one slow cycle neither sets the figure alone nor weighs on
+    it for long.
+    """
+
+    def __init__(self, warmup: int = 1, span: int = 10) -> None:
+        self.warmup = warmup
+        self.span = span
+        self.seen = 0
+        """Cycles added since the last :meth:`reset` (the skipped ones included)."""
+        self.value: float | None = None
+        """The smoothed cycle time in seconds (None until a cycle past the warm-up)."""
+
+    def reset(self) -> None:
+        """Start again (a new connection, new meters)."""
+        self.seen = 0
+        self.value = None
+
+    def add(self, took: float) -> None:
+        """Count one cycle that took ``took`` seconds."""
+        self.seen += 1
+        counted = self.seen - self.warmup
+        if counted <= 0:
+            return
+        if self.value is None:
+            self.value = took
+        else:
+            self.value += (took - self.value) / min(counted, self.span)
 
 
 class DataDirLock(PidLock):
@@ -227,11 +264,12 @@ class BusSession:
         self._focus: int | None = None
         self._extra_readers: dict[int, list[MeterReader]] = {}
         self._extra_next: dict[int, int] = {}
-        self._refresh_requests: set[int] = set()
+        self._refresh_requests: dict[int, frozenset[str] | None] = {}
+        """Meters whose other registers are to be read once: those named (None: all)."""
         self._due: deque[MeterReader] = deque()
         self._lock = threading.Lock()
         self._scan_cancel = threading.Event()
-        self._cycle_time: float | None = None
+        self._cycles = CycleAverage()
         self._extras_starved = False
         self._scanner: Scanner | None = None
         self._logging_stop: threading.Event | None = None
@@ -288,6 +326,7 @@ class BusSession:
         """
         self.arbiter.start()
         self._stop.clear()
+        self._cycles.reset()  # a new connection: first contact again
         self._thread = threading.Thread(target=self._run, name="emtui-live", daemon=True)
         self._thread.start()
 
@@ -477,16 +516,18 @@ class BusSession:
         return self.arbiter.device_stats(device_id)
 
     def cycle_time(self) -> float | None:
-        """Seconds the last poll of every meter's logged set took (plus its extra request)."""
-        return self._cycle_time
+        """Seconds a poll of every meter's logged set takes (plus its extra request), smoothed
+        over about 10 cycles; None until measured (see :class:`CycleAverage`)."""
+        return self._cycles.value
 
     def bus_load(self) -> float | None:
-        """The last cycle's time as a fraction of the interval (None until measured)."""
-        if self._cycle_time is None:
+        """The cycle time as a fraction of the interval (None until measured)."""
+        cycle = self._cycles.value
+        if cycle is None:
             return None
         if self.interval <= 0:
             return 1.0
-        return self._cycle_time / self.interval
+        return cycle / self.interval
 
     def extras_starved(self) -> bool:
         """True when the interval had no room for the tab's other registers last cycle."""
@@ -499,14 +540,20 @@ class BusSession:
         with self._lock:
             self._focus = device_id
             if device_id is not None and device_id not in self._extra_readers:
-                self._refresh_requests.add(device_id)  # a first read of everything, once
+                self._refresh_requests[device_id] = None  # a first read of everything, once
         self._wake.set()
 
-    def refresh_extras(self, device_id: int) -> None:
-        """Read every other register of ``device_id`` once: at once between cycles, or one
-        request per gap while logging (so no row is late by more than one request)."""
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None:
+        """Read every other register of ``device_id`` once (``names``: only the blocks that
+        hold those entries): at once between cycles, or one request per gap while logging (so
+        no row is late by more than one request)."""
         with self._lock:
-            self._refresh_requests.add(device_id)
+            if device_id in self._refresh_requests:
+                before = self._refresh_requests[device_id]
+                wanted = None if before is None or names is None else before | set(names)
+            else:
+                wanted = None if names is None else frozenset(names)
+            self._refresh_requests[device_id] = wanted
         self._wake.set()
 
     def _extras_for(self, device_id: int) -> list[MeterReader]:
@@ -553,9 +600,12 @@ class BusSession:
         still due, else the next block of the tab on screen, round-robin.
         """
         with self._lock:
-            asked, self._refresh_requests = self._refresh_requests, set()
-        for device_id in sorted(asked):
-            self._due.extend(self._extras_for(device_id))
+            asked, self._refresh_requests = self._refresh_requests, {}
+        for device_id, names in sorted(asked.items()):
+            readers = self._extras_for(device_id)
+            if names is not None:
+                readers = [r for r in readers if any(e.name in names for e in r.entries)]
+            self._due.extend(readers)
         spent = 0.0
         if not logging:
             while self._due and not self._stop.is_set():
@@ -603,6 +653,7 @@ class BusSession:
         while not self._stop.is_set():
             if readers_for != self.meters:  # set_meters() after a scan
                 readers, readers_for = self._live_readers(), list(self.meters)
+                self._cycles.reset()  # first contact with the new meters again
             if not self.arbiter.wait_for_polling(0.2):  # a scan (or a setup) has the bus
                 self._parked.set()
                 continue
@@ -633,8 +684,7 @@ class BusSession:
                 self.report(f"live polling: {exc!r}")
             took = time.monotonic() - started - asked
             # Smoothed over ~10 cycles: the figure a technician reads, not one cycle's jitter.
-            previous = self._cycle_time
-            self._cycle_time = took if previous is None else previous + (took - previous) / 10
+            self._cycles.add(took)
             if logging:
                 continue  # the worker paces the cycles
             if self.interval > 0:

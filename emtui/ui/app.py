@@ -442,7 +442,9 @@ class EmtuiApp(App[None]):
     def action_commission(self) -> None:
         """Open the Commission screen: the checks on the live samples, and phasors."""
         meters = [(m.info.id, m.info.label) for m in self.models.values()]
-        self.push_screen(CommissionScreen(self.engine, meters, clock=self.clock))
+        configured = self.config.meters if self.config is not None else ()
+        expect = {m.id: dict(m.expect) for m in configured if m.expect}
+        self.push_screen(CommissionScreen(self.engine, meters, clock=self.clock, expect=expect))
 
     # -- scan ---------------------------------------------------------------------------------
 

@@ -2,37 +2,76 @@
 
 The screen judges the samples the engine already reads (the logged set every poll, the other
 registers when they are read), with the same pure checks as ``emtui check``; it never polls
-the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter.
+the bus itself. It keeps the last :data:`WINDOW_S` seconds of samples per meter, and asks the
+engine for the other registers once (identity, setup), then for those the checks judge
+(unbalance, angles, the meter clock) every :data:`EXTRAS_EVERY_S` seconds. On a bus a logger
+holds it judges the logger's samples alone.
+
+Layout: a verdict table (a row per check, a column per meter), the reasons of the selected
+meter's verdicts, then the other meters' and the bus's problems; the selected meter's phasors
+beside them from 100 columns (four meters; more for more), below them (the screen scrolls) on
+a narrower terminal.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
+from rich.table import Table
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import ScrollableContainer, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from emtui.core.bus.link import LinkError
 from emtui.core.bus.reader import Sample
-from emtui.core.check.capture import STATIC_NAMES
-from emtui.core.check.checks import check_clock, run_checks
-from emtui.core.check.model import BusCapture, CheckReport, MeterCapture, Scalar, Snapshot
+from emtui.core.check.capture import CHECK_EXTRAS, STATIC_NAMES
+from emtui.core.check.checks import CHECK_NAMES, check_clock, run_checks
+from emtui.core.check.model import (
+    BusCapture,
+    CheckReport,
+    CheckResult,
+    MeterCapture,
+    MeterReport,
+    Scalar,
+    Snapshot,
+)
 from emtui.core.check.phasor import legend, phasors
 from emtui.core.session import Engine
 
-__all__ = ["WINDOW_S", "CommissionScreen", "MeterWindow"]
+__all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
 
 WINDOW_S = 60.0
 """Seconds of samples the screen judges."""
+EXTRAS_EVERY_S = 15.0
+"""Seconds between two reads of the other registers the checks judge (unbalance, the angle
+registers, the meter clock: three requests a meter) while the screen shows."""
+STALE_CYCLES = 3
+"""A meter whose last answer is older than this many poll cycles is marked stale."""
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_checked": "dim"}
+_CELL = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "not_checked": "--"}
 _CLOCK = "meter_clock_year"
+#: Values outside the logged set that the checks judge with every logged sample: the last read
+#: of them (at most a window old) is carried into the logged samples that follow it.
+_CARRIED = (
+    "voltage_unbalance_ll_worst",
+    "voltage_unbalance_ln_worst",
+    "current_unbalance_worst",
+    *(f"phase_angle_{x}" for x in "abc"),
+)
+
+
+_REREAD = (*_CARRIED, *(n for n in CHECK_EXTRAS if n.startswith("meter_clock_")))
+"""What the screen reads again every :data:`EXTRAS_EVERY_S` seconds."""
 
 
 class MeterWindow:
@@ -44,6 +83,10 @@ class MeterWindow:
         self.static: dict[str, Scalar] = {}
         self.samples: deque[Snapshot] = deque()
         self.clock_samples: deque[Snapshot] = deque()
+        self.carried: dict[str, tuple[float, Scalar]] = {}
+        """The last read of each value in :data:`_CARRIED`: (wall time, value)."""
+        self.last_answer: float | None = None
+        """Wall time of the last sample with any value (None: never answered)."""
 
     def feed(self, sample: Sample) -> None:
         """Take one engine sample (logged set, or other registers)."""
@@ -52,49 +95,71 @@ class MeterWindow:
             v = value.value
             if v is None or isinstance(v, int | float | str):
                 values[name] = v
+        if any(v is not None for v in values.values()):
+            self.last_answer = sample.time
         for name in STATIC_NAMES:
             if values.get(name) is not None:
                 self.static[name] = values[name]
-        snapshot = Snapshot(sample.time, values, sample.duration)
+        if "current_a" not in values:
+            # the other registers come one block per sample: keep each value with its time
+            for name in _CARRIED:
+                if values.get(name) is not None:
+                    self.carried[name] = (sample.time, values[name])
+        elif values["current_a"] is not None:
+            recent = {
+                name: v
+                for name, (t, v) in self.carried.items()
+                if sample.time - t <= WINDOW_S and name not in values
+            }
+            values = {**recent, **values}
         if "current_a" in values:
-            self.samples.append(snapshot)
+            self.samples.append(Snapshot(sample.time, values, sample.duration))
         if _CLOCK in values:
-            self.clock_samples.append(snapshot)
+            self.clock_samples.append(Snapshot(sample.time, values, sample.duration))
         for queue in (self.samples, self.clock_samples):
             while queue and queue[0].time < sample.time - WINDOW_S:
                 queue.popleft()
 
-    def capture(self, link: Mapping[str, object]) -> MeterCapture:
-        """This window as a :class:`MeterCapture`."""
+    def capture(
+        self, link: Mapping[str, object], expect: Mapping[str, float | int] | None = None
+    ) -> MeterCapture:
+        """This window as a :class:`MeterCapture` (``expect``: ``[meters.expect]``)."""
         return MeterCapture(
             id=self.id,
             static=dict(self.static),
             samples=list(self.samples),
             link=dict(link),
+            expect=dict(expect or {}),
             label=self.label,
         )
 
 
 class CommissionScreen(Screen[None]):
-    """Every meter's verdicts and the selected meter's phasors.
+    """Every meter's verdicts and the selected meter's reasons and phasors.
 
     Args:
         engine: the bus engine (link statistics, interval, bus load).
         meters: (id, label) of the meters, in tab order.
         clock: wall clock (tests inject one).
+        expect: per meter id, its ``[meters.expect]`` (what ``setup`` is checked against).
     """
 
     DEFAULT_CSS = """
     CommissionScreen { layout: vertical; }
-    CommissionScreen #commission-title { height: 1; padding: 0 1; }
-    CommissionScreen Horizontal { height: 1fr; }
-    CommissionScreen #verdicts { width: 1fr; padding: 0 1; overflow-y: auto; }
-    CommissionScreen #phasors { width: 44; padding: 0 1; }
+    CommissionScreen #commission-title { height: auto; padding: 0 1; }
+    CommissionScreen #commission-body { height: 1fr; layout: horizontal; }
+    CommissionScreen #commission-left { width: 1fr; height: auto; padding: 0 1; }
+    CommissionScreen #verdict-table { height: auto; }
+    CommissionScreen #reasons { height: auto; }
+    CommissionScreen #phasors { width: 45; height: auto; padding: 0 1; }
+    CommissionScreen.-narrow #commission-body { layout: vertical; }
+    CommissionScreen.-narrow #phasors { width: 1fr; padding: 1 1 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
-        Binding("right", "select(1)", "Next meter"),
-        Binding("left", "select(-1)", "Previous meter"),
+        # priority: the scrolling body would take left/right for sideways scrolling
+        Binding("right", "select(1)", "Next meter", priority=True),
+        Binding("left", "select(-1)", "Previous meter", priority=True),
     ]
 
     def __init__(
@@ -102,27 +167,67 @@ class CommissionScreen(Screen[None]):
         engine: Engine,
         meters: list[tuple[int, str]],
         clock: Callable[[], float] = time.time,
+        expect: Mapping[int, Mapping[str, float | int]] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
         self.windows = {i: MeterWindow(i, label) for i, label in meters}
+        self.expect = {i: dict(e) for i, e in (expect or {}).items()}
+        self.order = [i for i, _ in meters]
         self.selected = 0
         self.report: CheckReport | None = None
+        self._extras_asked = 0.0
+        self._link_history: dict[int, deque[tuple[float, dict[str, object]]]] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("Commission — checks on the samples of the last minute", id="commission-title")
-        with Horizontal():
-            yield Static("", id="verdicts")
+        title = "Commission — checks on the last minute of samples · ←/→ meter · ↑/↓ scroll"
+        if self.engine.read_only:
+            title = (
+                "Commission (read-only: the logger's samples; setup, unbalance, angles and "
+                "clock not read) · ←/→ meter"
+            )
+        yield Static(title, id="commission-title", markup=False)
+        with ScrollableContainer(id="commission-body"):
+            with Vertical(id="commission-left"):
+                yield Static("", id="verdict-table")
+                yield Static("", id="reasons")
             yield Static("", id="phasors", markup=False)
         yield Footer()
 
+    def wide_from(self) -> int:
+        """Columns from which the phasors fit beside the table: 100 for four meters, more
+        for more (each column of the table takes 8)."""
+        return max(100, 66 + 8 * len(self.order))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._lay_out(event.size.width)
+
+    def _lay_out(self, width: int) -> None:
+        wide = width >= self.wide_from()
+        self.set_class(wide, "-wide")
+        self.set_class(not wide, "-narrow")
+
     def on_mount(self) -> None:
-        for device_id in self.windows:
-            # identity, setup, angles and the clock are outside the logged set: read them once
-            self.engine.refresh_extras(device_id)
+        self._lay_out(self.app.size.width)
+        self._ask_extras(first=True)
         self.set_interval(1.0, self.refresh_view)
         self.refresh_view()
+        self.query_one("#commission-body").focus()
+
+    def _ask_extras(self, first: bool = False) -> None:
+        # Identity, setup, unbalance, the angles and the clock are outside the logged set:
+        # everything once, then only the blocks holding what the checks judge.
+        self._extras_asked = self.clock()
+        if self.engine.read_only:
+            return  # a logger holds the bus: only its samples are seen
+        names = None if first else _REREAD
+        for device_id in self.windows:
+            try:
+                self.engine.refresh_extras(device_id, names)
+            except LinkError as exc:
+                self.notify(f"Commission: {exc}", severity="warning", timeout=6)
+                return
 
     def feed(self, sample: Sample) -> None:
         """A sample from the engine (the app forwards every one while this screen shows)."""
@@ -134,7 +239,8 @@ class CommissionScreen(Screen[None]):
         """The windows as they are now, as one capture (what :meth:`judge` judges, and what
         ``emtui.core.report.write_report`` takes to save a report)."""
         meters = [
-            w.capture(self.engine.stats(i).as_dict()) for i, w in sorted(self.windows.items())
+            w.capture(self._windowed_link(i), self.expect.get(i))
+            for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
         return BusCapture(
@@ -145,47 +251,155 @@ class CommissionScreen(Screen[None]):
         """The checks on ``capture`` (default: the windows as they are now)."""
         report = run_checks(capture if capture is not None else self.capture())
         # The clock is read with the other registers, not with the logged set: judge it on
-        # those reads alone.
+        # those reads alone (unless the link check already says nothing answered).
         fixed = []
         for meter_report in report.meters:
             window = self.windows[meter_report.id]
             clock = check_clock(MeterCapture(id=window.id, samples=list(window.clock_samples)))
-            checks = tuple(clock if c.name == "clock" else c for c in meter_report.checks)
+            checks = tuple(
+                clock if c.name == "clock" and c.evidence.get("follows") != "link" else c
+                for c in meter_report.checks
+            )
             fixed.append(replace(meter_report, checks=checks))
         return replace(report, meters=tuple(fixed))
 
+    def _windowed_link(self, device_id: int) -> dict[str, object]:
+        """The link statistics of the last :data:`WINDOW_S` seconds (since the screen opened,
+        at first): the counters now minus those of the oldest reading inside the window, so
+        an early timeout does not weigh on the verdict for ever. Until a request is counted
+        in the window, the statistics since the session began."""
+        now = self.clock()
+        current = self.engine.stats(device_id).as_dict()
+        history = self._link_history.setdefault(device_id, deque())
+        history.append((now, current))
+        while len(history) > 1 and history[1][0] <= now - WINDOW_S:
+            history.popleft()
+        base = history[0][1]
+        delta = dict(current)
+        for key in _LINK_COUNTS:
+            delta[key] = _count(current, key) - _count(base, key)
+        old = base.get("exceptions")
+        new = current.get("exceptions")
+        if isinstance(old, dict) and isinstance(new, dict):
+            delta["exceptions"] = {
+                k: n - old.get(k, 0) for k, n in new.items() if n > old.get(k, 0)
+            }
+        return delta if _count(delta, "requests") > 0 else current
+
+    def stale(self, device_id: int) -> bool:
+        """True when meter ``device_id`` has not answered for :data:`STALE_CYCLES` cycles."""
+        last = self.windows[device_id].last_answer
+        cycle = max(self.engine.interval, self.engine.cycle_time() or 0.0, 1.0)
+        return last is None or self.clock() - last > STALE_CYCLES * cycle
+
+    @property
+    def selected_id(self) -> int | None:
+        """The meter whose reasons and phasors are shown."""
+        return self.order[self.selected % len(self.order)] if self.order else None
+
     def refresh_view(self) -> None:
-        """Redraw the verdicts and the phasors."""
+        """Redraw the verdicts, the reasons and the phasors."""
+        if self.clock() - self._extras_asked >= EXTRAS_EVERY_S:
+            self._ask_extras()
         self.report = self.judge()
-        lines: list[str] = []
-        for meter in self.report.meters:
-            title = f"[b]id {meter.id}[/b]" + (f" {meter.label}" if meter.label else "")
-            marks = " ".join(f"[{_STYLE[c.verdict]}]{c.name}:{c.verdict}[/]" for c in meter.checks)
-            lines.append(f"{title}  {marks}")
-            for c in meter.checks:
-                if c.verdict in ("fail", "warn"):
-                    lines.append(f"   [{_STYLE[c.verdict]}]{c.name}[/]: {_escape(c.why)}")
-        for c in self.report.bus:
-            lines.append(
-                f"[b]bus[/b] [{_STYLE[c.verdict]}]{c.name}:{c.verdict}[/] {_escape(c.why)}"
-            )
-        self.query_one("#verdicts", Static).update("\n".join(lines))
+        self.query_one("#verdict-table", Static).update(self.verdict_table())
+        self.query_one("#reasons", Static).update(self.reasons())
         self.query_one("#phasors", Static).update(self.phasor_text())
+
+    def _meter_report(self, device_id: int | None) -> MeterReport | None:
+        if self.report is None:
+            return None
+        return next((m for m in self.report.meters if m.id == device_id), None)
+
+    def verdict_table(self) -> Table:
+        """A row per check, a column per meter (the selected meter's header reversed)."""
+        table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False)
+        table.add_column("check", no_wrap=True)
+        reports = [self._meter_report(i) for i in self.order]
+        for device_id in self.order:
+            style = "reverse bold" if device_id == self.selected_id else "bold"
+            head = Text(f"id {device_id}", style=style)
+            if self.stale(device_id):
+                head.append("\nstale", style="bold red")
+            else:
+                label = self.windows[device_id].label
+                # "meter 3" says nothing "id 3" does not; a site's own label fits in 8
+                shown = "" if label in ("", f"meter {device_id}") else label[:8]
+                head.append("\n" + shown, style="dim")
+            table.add_column(head, no_wrap=True, justify="center", min_width=6)
+        for name in CHECK_NAMES:
+            if name == "bus_load":
+                continue
+            cells: list[Text] = []
+            for meter in reports:
+                check = next((c for c in meter.checks if c.name == name), None) if meter else None
+                if check is None:
+                    cells.append(Text(""))
+                else:
+                    cells.append(Text(_CELL[check.verdict], style=_STYLE[check.verdict]))
+            table.add_row(name, *cells)
+        return table
+
+    def reasons(self) -> Table:
+        """The selected meter's verdicts that are not a pass, the other meters' failures, and
+        the bus checks: one row each, the reason wrapped beside its check."""
+        # an indent column, then the reasons, wrapped here so that a long one's next lines
+        # are indented under its first
+        shown_width = self.query_one("#reasons").content_size.width
+        width = (shown_width or 62) - 2
+        grid = Table.grid(padding=0)
+        grid.add_column(width=2, no_wrap=True)
+        grid.add_column(ratio=1)
+        selected = self._meter_report(self.selected_id)
+
+        def heading(text: Text) -> None:
+            grid.add_row(Text(""), Text(""))
+            grid.add_row("", text)  # the heading sits in the wide column, one space in
+
+        grid.add_row("", Text("-- = not checked", style="dim"))
+        if selected is not None:
+            head = Text(f"id {selected.id} {selected.label}".rstrip(), style="bold")
+            if self.stale(selected.id):
+                head.append(" STALE: no answer for 3 poll cycles", style="bold red")
+            heading(head)
+            shown = [c for c in selected.checks if c.verdict != "pass"]
+            if not shown:
+                grid.add_row("", Text("  every check passes", style="green"))
+            for check in shown:
+                grid.add_row("", _reason(check, width=width))
+        others = [
+            (m, c)
+            for m in (self.report.meters if self.report else ())
+            if m.id != self.selected_id
+            for c in m.checks
+            if c.verdict == "fail"
+        ]
+        if others:
+            heading(Text("other meters", style="bold"))
+            for meter, check in others:
+                grid.add_row("", _reason(check, f"id {meter.id} ", width))
+        if self.report is not None:
+            heading(Text("bus", style="bold"))
+            for check in self.report.bus:
+                grid.add_row("", _reason(check, width=width))
+        return grid
 
     def phasor_text(self) -> str:
         """The selected meter's phasor diagram with its legend."""
-        ids = sorted(self.windows)
-        if not ids:
+        device_id = self.selected_id
+        if device_id is None:
             return "no meters"
-        window = self.windows[ids[self.selected % len(ids)]]
+        window = self.windows[device_id]
         # the latest sample: the diagram follows the live values
         now = phasors([window.samples[-1]] if window.samples else [])
-        head = f"id {window.id} {window.label}".rstrip() + "  (left/right: meter)"
-        return "\n".join([head, *now.diagram(), legend(now.angles)])
+        head = f"phasors of id {window.id} {window.label}".rstrip()
+        if not window.samples or all(v is None for v in now.volts.values()):
+            return head + "\n(no values: not read yet, or the meter did not answer)"
+        return "\n".join([head, *now.diagram(), *legend(now.angles).split("   ")])
 
     def action_select(self, step: int) -> None:
-        """Show the next (or previous) meter's phasors."""
-        self.selected = (self.selected + step) % max(len(self.windows), 1)
+        """Show the next (or previous) meter's reasons and phasors."""
+        self.selected = (self.selected + step) % max(len(self.order), 1)
         self.refresh_view()
 
     def action_close(self) -> None:
@@ -193,5 +407,22 @@ class CommissionScreen(Screen[None]):
         self.app.pop_screen()
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+_LINK_COUNTS = ("requests", "ok", "timeouts", "crc_errors", "wrong_id", "skipped", "late")
+
+
+def _count(stats: Mapping[str, object], key: str) -> int:
+    value = stats.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _reason(check: CheckResult, prefix: str = "", width: int = 60) -> Text:
+    """``[prefix]name VERDICT: why`` wrapped to ``width`` with the continuation lines indented
+    (the name and verdict in the verdict's colour)."""
+    word = {"not_checked": "--"}.get(check.verdict, check.verdict.upper())
+    label = f"{prefix}{check.name} {word}"
+    lines = textwrap.wrap(
+        f"{label}: {check.why}", max(width, 20), subsequent_indent="    ", break_on_hyphens=False
+    )
+    text = Text("\n".join(lines))
+    text.stylize(_STYLE[check.verdict], len(prefix), len(label))
+    return text

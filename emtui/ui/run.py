@@ -10,12 +10,16 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from emtui.core.bus.link import ConnectionSettings, PortBusy
+from emtui.core.bus.link import ConnectionSettings, LinkError, PortBusy
 from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
 from emtui.core.log.livefile import find_live
 from emtui.core.observer import LoggerObserver
 from emtui.core.session import BusSession, Engine
+
+if TYPE_CHECKING:
+    from emtui.ui.connect import Connected
 
 #: The demo's site: the reference site's four pumps.
 DEMO_IDS = (1, 2, 3, 4)
@@ -58,18 +62,54 @@ def open_engine(config: Config, settings: ConnectionSettings) -> tuple[Engine, s
     return session, ""
 
 
+def connect_first(
+    config: Config, settings: ConnectionSettings | None, ask: bool = True
+) -> Connected | None:
+    """Open the configured bus, or ask with the connection dialog.
+
+    The dialog (:class:`~emtui.ui.connect.ConnectApp`) is shown when no port is configured
+    (``settings`` None) and when the configured port cannot be opened (not found, no
+    permission, a gateway that does not answer, settings the adapter refuses); it then says
+    why. A port held by a headless logger opens read-only without it; one held by any other
+    program raises :class:`PortBusy` as before (the CLI names the holder, exit 3). Returns
+    None when the technician leaves the dialog with escape. ``ask`` False (not on a
+    terminal): no dialog, the error is raised.
+    """
+    from emtui.ui.connect import ConnectApp, Connected
+
+    reason = ""
+    if settings is not None:
+        try:
+            engine, note = open_engine(config, settings)
+        except PortBusy:
+            raise
+        except LinkError as exc:
+            if not ask:
+                raise
+            reason = f"Cannot open the configured port: {exc}"
+        else:
+            return Connected(config, settings, engine, note)
+    return ConnectApp(config, open_engine, reason=reason).run()
+
+
 def run_app(
     config: Config,
-    settings: ConnectionSettings,
+    settings: ConnectionSettings | None,
     keymap: Mapping[str, str],
     allow_writes: bool = False,
+    ask: bool = True,
 ) -> int:
     """Run the app on the configured bus until the technician quits (``allow_writes``: the
-    session may write; see :meth:`BusSession.write`)."""
+    session may write; see :meth:`BusSession.write`). With no port (``settings`` None), or
+    one that cannot be opened, the connection dialog asks first (see :func:`connect_first`;
+    ``ask`` False: never); escape there quits with exit 0."""
     from emtui.ui.app import EmtuiApp
 
     _log_to_file(config.state_dir)
-    engine, note = open_engine(config, settings)
+    connected = connect_first(config, settings, ask)
+    if connected is None:
+        return 0
+    config, engine, note = connected.config, connected.engine, connected.note
     if isinstance(engine, BusSession):
         engine.allow_writes = allow_writes
     app = EmtuiApp(engine, config=config, keymap=keymap, note=note, start_engine=False)

@@ -10,21 +10,29 @@ import dataclasses
 import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from connect_ports import PORTS
 from scripted_engine import T0, ScriptedEngine, reference_config
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, ProgressBar
 
 from emtui.core.bus.link import Outcome
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.bus.traffic import TrafficRecord
+from emtui.core.config import BusConfig
+from emtui.sim.wiring import parse_wiring
 from emtui.ui.app import EmtuiApp
+from emtui.ui.commission import CommissionScreen
+from emtui.ui.connect import ConnectApp
 from emtui.ui.messages import DeviceFound, ScanProgressed
 from emtui.ui.raw_screen import RawScreen
+from emtui.ui.run import open_engine
 from emtui.ui.scan_screen import ScanScreen
 from emtui.ui.setup_screen import SetupScreen
 
-Scene = tuple[EmtuiApp, Callable[[Pilot[None]], Awaitable[None]]]
+Scene = tuple[App[Any], Callable[[Pilot[Any]], Awaitable[None]]]
 
 
 #: Where the scenes say files go: fixed, so pictures do not change with a temp dir's name (the
@@ -227,3 +235,48 @@ def setup_confirm(tmp: Path) -> Scene:
 
 SCENES["raw-write"] = raw_write
 SCENES["setup-confirm"] = setup_confirm
+
+
+def commission(tmp: Path) -> Scene:
+    """The Commission screen after 15 s of polls, meter 2 with its phase A CT reversed: the
+    verdict table, meter 2's reasons (selected with right) and its phasors."""
+    now = [T0]
+    engine = ScriptedEngine(reference_config(SHOWN_ROOT), clock=lambda: now[0], live=True)
+    engine.sim[2].set_wiring(parse_wiring("2:ct-reversed:A")[1])
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    app.logging_state_every = 0.0
+
+    async def before(pilot: Pilot[None]) -> None:
+        await pilot.press("c")
+        await pilot.pause()
+        for _ in range(15):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.press("right")
+        await _settle(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        screen.refresh_view()
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["commission"] = commission
+
+
+def connect(tmp: Path) -> Scene:
+    """The connection dialog of ``emtui`` started with no port: three ports, an adapter's
+    by-id name preselected, one port held by a logger (the listing is fixed)."""
+    config = dataclasses.replace(reference_config(SHOWN_ROOT), bus=BusConfig(), meters=())
+    app = ConnectApp(config, open_engine, list_ports=lambda: list(PORTS))
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.pause()
+
+    return app, before
+
+
+SCENES["connect"] = connect

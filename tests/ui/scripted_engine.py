@@ -46,6 +46,7 @@ from emtui.core.session import (
 from emtui.core.setup import BAUD_CODE, PARITY_CODE, SetupFailed, SetupPlan, SetupReport
 from emtui.sim.bus import build_meters
 from emtui.sim.meter import ModbusExceptionReply, SimulatedMeter
+from emtui.sim.pump import DutyCycle
 
 #: The fixed wall time of every scripted sample: 2026-06-01 10:00:00 UTC.
 T0 = 1_780_308_000.0
@@ -68,9 +69,19 @@ class ScriptedEngine:
     Args:
         config: the meters and dirs (see :func:`reference_config`).
         clock: the time stamped on samples (tests move it).
+        running: the pumps run (False: standing, no load).
+        live: the simulated meters follow ``clock`` (energy counters advance, values move
+            as the pump model says) instead of being frozen at :data:`T0`.
     """
 
-    def __init__(self, config: Config, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] | None = None,
+        *,
+        running: bool = True,
+        live: bool = False,
+    ) -> None:
         self.config = config
         self.read_only = False
         self.settings = ConnectionSettings(
@@ -82,12 +93,14 @@ class ScriptedEngine:
         self.interval = config.logging.interval
         self.clock = clock or (lambda: T0)
         self.meters: list[MeterInfo] = [meter_info(m, config) for m in config.meters]
+        scripted_clock = self.clock
         self.sim: dict[int, SimulatedMeter] = build_meters(
             [m.id for m in self.meters],
             load_map("em6400ng"),
-            clock=lambda: T0,
-            frozen=True,
-            running=True,
+            clock=(lambda: scripted_clock()) if live else (lambda: T0),
+            frozen=not live,
+            running=running,
+            duty=DutyCycle(continuous=True) if live else None,
         )
         self.listeners: list[SampleListener] = []
         self._stats: dict[int, DeviceStats] = {}
@@ -96,6 +109,8 @@ class ScriptedEngine:
         self.stopped = False
         self.focus: int | None = None
         self.refreshed: list[int] = []
+        self.refreshed_names: list[tuple[str, ...] | None] = []
+        """The ``names`` of each refresh_extras call (None: every other register)."""
         self.starved = False
         self.cycle = 0.98
         self.scan_result: list[FoundDevice] = []
@@ -142,10 +157,12 @@ class ScriptedEngine:
     def set_focus(self, device_id: int | None) -> None:
         self.focus = device_id
 
-    def refresh_extras(self, device_id: int) -> None:
+    def refresh_extras(self, device_id: int, names: Sequence[str] | None = None) -> None:
         self.refreshed.append(device_id)
+        self.refreshed_names.append(None if names is None else tuple(names))
         info = self._info(device_id)
-        self._publish(self._sample(info, info.extras))
+        entries = info.extras if names is None else [e for e in info.extras if e.name in names]
+        self._publish(self._sample(info, entries))
 
     def extras_starved(self) -> bool:
         return self.starved

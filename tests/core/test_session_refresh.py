@@ -1,0 +1,48 @@
+"""BusSession.refresh_extras with names: only the blocks holding those entries are read."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from emtui.core.bus.reader import Sample
+from emtui.core.config import BusConfig, Config, LoggingConfig, MeterConfig, UploadConfig
+from emtui.core.session import BusSession
+from emtui.sim.bus import SimulatedBus
+
+
+def test_refresh_of_named_entries_reads_only_their_blocks(tmp_path: Path) -> None:
+    """Asking for the angle registers and the voltage unbalance of meter 1 reads two blocks
+    (the angles', the unbalances'), not the meter's ~16 blocks of other registers."""
+    with SimulatedBus(ids=(1,), running=True) as sim:
+        port = sim.start_tcp("127.0.0.1", 0, framing="rtu")
+        config = Config(
+            bus=BusConfig(port=port, baud=19200, parity="E"),
+            meters=(MeterConfig(id=1),),
+            logging=LoggingConfig(interval=0.5, data_dir=tmp_path / "data"),
+            upload=UploadConfig(target=None, site="t"),
+            state_dir=tmp_path / "state",
+        )
+        session = BusSession(config)
+        samples: list[Sample] = []
+        session.add_listener(samples.append)
+        session.start()
+        try:
+            time.sleep(0.7)
+            samples.clear()
+            session.refresh_extras(1, ["phase_angle_a", "voltage_unbalance_ll_worst"])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                extras = [s for s in samples if "current_a" not in s.values]
+                names = {n for s in extras for n in s.values}
+                if {"phase_angle_a", "voltage_unbalance_ll_worst"} <= names:
+                    break
+                time.sleep(0.05)
+            time.sleep(1.2)  # two more cycles: nothing else is read
+        finally:
+            session.stop()
+    extras = [s for s in samples if "current_a" not in s.values]
+    assert len(extras) == 2, [sorted(s.values)[:3] for s in extras]
+    names = {n for s in extras for n in s.values}
+    assert {"phase_angle_a", "voltage_unbalance_ll_worst"} <= names
+    assert "serial_number" not in names
