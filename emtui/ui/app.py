@@ -444,7 +444,17 @@ class EmtuiApp(App[None]):
         meters = [(m.info.id, m.info.label) for m in self.models.values()]
         configured = self.config.meters if self.config is not None else ()
         expect = {m.id: dict(m.expect) for m in configured if m.expect}
-        self.push_screen(CommissionScreen(self.engine, meters, clock=self.clock, expect=expect))
+        site = self.config.upload.site if self.config is not None else ""
+        self.push_screen(
+            CommissionScreen(
+                self.engine,
+                meters,
+                clock=self.clock,
+                expect=expect,
+                report_dir=self.traffic_dir,
+                site=site,
+            )
+        )
 
     # -- scan ---------------------------------------------------------------------------------
 

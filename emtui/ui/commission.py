@@ -20,11 +20,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import ScrollableContainer, Vertical
@@ -45,6 +46,7 @@ from emtui.core.check.model import (
     Snapshot,
 )
 from emtui.core.check.phasor import legend, phasors
+from emtui.core.report import ReportContext, ReportError, write_report
 from emtui.core.session import Engine
 
 __all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
@@ -157,6 +159,7 @@ class CommissionScreen(Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
+        Binding("w", "save_report", "Save report"),
         # priority: the scrolling body would take left/right for sideways scrolling
         Binding("right", "select(1)", "Next meter", priority=True),
         Binding("left", "select(-1)", "Previous meter", priority=True),
@@ -168,9 +171,16 @@ class CommissionScreen(Screen[None]):
         meters: list[tuple[int, str]],
         clock: Callable[[], float] = time.time,
         expect: Mapping[int, Mapping[str, float | int]] | None = None,
+        report_dir: Path | None = None,
+        site: str = "",
     ) -> None:
         super().__init__()
         self.engine = engine
+        self.report_dir = report_dir or Path.cwd()
+        """Where ``w`` saves the report (the app's working directory)."""
+        self.site = site
+        self.saved: Path | None = None
+        """The last report saved (its HTML file)."""
         self.clock = clock
         self.windows = {i: MeterWindow(i, label) for i, label in meters}
         self.expect = {i: dict(e) for i, e in (expect or {}).items()}
@@ -396,6 +406,33 @@ class CommissionScreen(Screen[None]):
         if not window.samples or all(v is None for v in now.volts.values()):
             return head + "\n(no values: not read yet, or the meter did not answer)"
         return "\n".join([head, *now.diagram(), *legend(now.angles).split("   ")])
+
+    def action_save_report(self) -> None:
+        """Save the window as judged now as the commissioning report (HTML and JSON), the
+        same files as ``emtui report``, in :attr:`report_dir`."""
+        capture = self.capture()
+        report = self.judge(capture)
+        context = ReportContext.for_connection(self.site, self.engine.settings)
+        if self.engine.description != context.settings:
+            context = replace(context, settings=self.engine.description)
+        self.notify(f"Saving the report into {self.report_dir} …", timeout=3)
+        self._save_report(capture, report, context)
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _save_report(
+        self, capture: BusCapture, report: CheckReport, context: ReportContext
+    ) -> None:
+        # rendering the charts takes a moment on a Pi: never on the event loop
+        try:
+            files = write_report(capture, report, context, self.report_dir)
+        except ReportError as exc:
+            self.app.call_from_thread(self.notify, f"Report not saved: {exc}", severity="error")
+            return
+        self.saved = files.html
+        worst = report.worst()
+        self.app.call_from_thread(
+            self.notify, f"Report saved ({worst}): {files.html} and its .json", timeout=10
+        )
 
     def action_select(self, step: int) -> None:
         """Show the next (or previous) meter's reasons and phasors."""

@@ -365,3 +365,47 @@ async def test_commission_window_saves_a_report(tmp_path: Path) -> None:
     angle_a = doc["meters"][1]["phasors"]["phases"]["a"]["angle_deg"]
     assert abs(abs(angle_a) - 180.0) < 60.0  # about the load angle + 180°
     assert files.html.is_file() and files.json.is_file()
+
+
+async def test_w_saves_the_report_of_the_screen_and_a_bad_folder_says_so(tmp_path: Path) -> None:
+    """w on the Commission screen writes the HTML and JSON report of the window on screen into
+    the app's working directory (off the event loop); the JSON's checks are the screen's
+    verdicts. A folder that is a file gives an error notice, nothing written, no crash."""
+    import json
+
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0], live=True)
+    engine.sim[2].set_wiring(parse_wiring("2:ct-reversed:A")[1])
+    out = tmp_path / "site-visit"
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0], traffic_dir=out)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for _ in range(POLLS):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.pause()
+        await pilot.press("w")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.saved is not None and screen.saved.parent == out
+        html = screen.saved.read_text()
+        assert "ct_polarity" in html and "Meter id 2" in html and "<pre" in html
+        doc = json.loads(screen.saved.with_suffix(".json").read_text())
+        failed = {(m["id"], c["name"]) for m in doc["checks"]["meters"] for c in m["checks"]
+                  if c["verdict"] == "fail"}  # fmt: skip
+        assert (2, "ct_polarity") in failed and (1, "ct_polarity") not in failed
+        assert any("Report saved" in n.message for n in app._notifications)
+
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        screen.report_dir = blocker
+        first = screen.saved
+        await pilot.press("w")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.saved == first
+        assert any("Report not saved" in n.message for n in app._notifications)
+        assert isinstance(app.screen, CommissionScreen)
