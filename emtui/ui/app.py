@@ -9,6 +9,7 @@ and then only the cells that changed on the screen that is showing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -174,6 +176,11 @@ class EmtuiApp(App[None]):
 
     def refresh_view(self) -> None:
         """Redraw what changed: the header and the visible tab."""
+        # a timer tick while the app shuts down finds its widgets gone
+        with contextlib.suppress(NoMatches):
+            self._refresh_view()
+
+    def _refresh_view(self) -> None:
         if len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
             # A full screen (scan, raw view, traffic) covers the tabs; Textual would still
             # send their redraws to the terminal: ~7 KB/s over SSH for nothing on show.
