@@ -423,7 +423,9 @@ class BusSession:
             if thread is not None and thread.is_alive():
                 self._parked.clear()
                 self._wake.set()
-                self._parked.wait(max(3.0, 2 * self.interval + 1.0))
+                if not self._parked.wait(max(3.0, 2 * self.interval + 1.0)):
+                    # never start a setup beside the live thread's reads
+                    raise LinkError("the bus is busy with a long read: try again in a moment")
             try:
                 return fn(arbiter)
             finally:
@@ -608,10 +610,13 @@ class BusSession:
             self._due.extend(readers)
         spent = 0.0
         if not logging:
-            while self._due and not self._stop.is_set():
+            # a setup (run_exclusive) or a scan pausing polling stops the drain between blocks
+            while self._due and not self._stop.is_set() and self.arbiter.polling_allowed:
                 t0 = time.monotonic()
                 self._publish(self._due.popleft().read())
                 spent += time.monotonic() - t0
+        if not self.arbiter.polling_allowed:
+            return spent
         reader = self._due[0] if self._due else self._next_round_robin()
         if reader is None:
             self._extras_starved = False

@@ -10,6 +10,7 @@ and then only the cells that changed on the screen that is showing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +31,7 @@ from emtui.core.bus.scanner import FoundDevice
 from emtui.core.bus.traffic import TrafficMonitor
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
-from emtui.core.maps.registers import RegisterMap, load_map
+from emtui.core.maps.registers import MapError, RegisterMap, load_map
 from emtui.core.session import Engine, LoggingState
 from emtui.core.setup import SetupReport
 from emtui.ui.commission import CommissionScreen
@@ -351,14 +352,15 @@ class EmtuiApp(App[None]):
         meters = []
         for model in self.models.values():
             info = model.info
+            configured = self._configured(info.id, info.label, info.map.name)
             if info.id == old_id:
                 label = info.label if info.label != f"meter {old_id}" else f"meter {new_id}"
-                meters.append(MeterConfig(id=new_id, label=label, map=info.map.name))
+                meters.append(dataclasses.replace(configured, id=new_id, label=label))
             elif info.id != new_id:
-                meters.append(MeterConfig(id=info.id, label=info.label, map=info.map.name))
+                meters.append(configured)
         try:
             self.engine.set_meters(meters)
-        except (RuntimeError, LinkError) as exc:
+        except (RuntimeError, LinkError, MapError) as exc:
             self.notify(f"Not polled at its new id: {exc}", severity="error", timeout=8)
             return
         self.models = {m.id: MeterModel(m) for m in self.engine.meters}
@@ -492,17 +494,24 @@ class EmtuiApp(App[None]):
 
     def apply_scan(self, devices: list[FoundDevice]) -> None:
         """Poll the meters found and give each a tab."""
-        meters = [
-            MeterConfig(id=d.id, label=self._label_for(d), map=self._map_for(d.id)) for d in devices
-        ]
+        meters = [self._configured(d.id, self._label_for(d), self._map_for(d.id)) for d in devices]
         try:
             self.engine.set_meters(meters)
-        except (RuntimeError, LinkError) as exc:
+        except (RuntimeError, LinkError, MapError) as exc:
             self.notify(f"Not applied: {exc}", severity="error", timeout=8)
             return
         self.models = {m.id: MeterModel(m) for m in self.engine.meters}
         self.call_later(self._rebuild_tabs)
         self.notify(f"Polling {len(meters)} meter(s) found by the scan")
+
+    def _configured(self, device_id: int, label: str, map_name: str) -> MeterConfig:
+        """The meter's configuration as the engine has it (its logged values, expectations and
+        map file kept), else a new one with ``label`` and ``map_name``."""
+        config = getattr(self.engine, "config", None) or self.config
+        for meter in config.meters if config is not None else ():
+            if meter.id == device_id:
+                return meter
+        return MeterConfig(id=device_id, label=label, map=map_name)
 
     def _label_for(self, device: FoundDevice) -> str:
         existing = self.models.get(device.id)
@@ -617,8 +626,29 @@ class EmtuiApp(App[None]):
         """Textual's own quit (ctrl+q, the palette's Quit) asks first too while logging."""
         self.action_quit_app()
 
+    def procedure_under_way(self) -> str | None:
+        """What a setup or clock dialog is in the middle of (None: nothing): quitting then
+        would leave the meter half set up, its semaphore held, and no verdict shown."""
+        from emtui.ui.clock_screen import ClockScreen
+        from emtui.ui.setup_screen import SetupScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, SetupScreen) and screen.state in ("running", "confirm"):
+                return f"a setup of meter {screen.device_id} is under way"
+            if isinstance(screen, ClockScreen) and screen.state == "setting":
+                return f"meter {screen.device_id}'s clock is being set"
+        return None
+
     def action_quit_app(self) -> None:
-        """Quit; asks first while logging."""
+        """Quit; asks first while logging; refused while a setup or clock set runs."""
+        busy = self.procedure_under_way()
+        if busy is not None:
+            self.notify(
+                f"Not quitting: {busy}. Answer its question or wait for its verdict first.",
+                severity="warning",
+                timeout=8,
+            )
+            return
         if not self._logging_state.running:
             self.exit()
             return

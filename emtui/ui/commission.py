@@ -15,6 +15,7 @@ a narrower terminal.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import time
 from collections import deque
@@ -48,6 +49,8 @@ from emtui.core.check.model import (
 from emtui.core.check.phasor import legend, phasors
 from emtui.core.report import ReportContext, ReportError, write_report
 from emtui.core.session import Engine
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
 
@@ -427,6 +430,11 @@ class CommissionScreen(Screen[None]):
             files = write_report(capture, report, context, self.report_dir)
         except ReportError as exc:
             self.app.call_from_thread(self.notify, f"Report not saved: {exc}", severity="error")
+            return
+        except Exception as exc:  # a bug: say so rather than fail silently
+            log.exception("saving the report")
+            message = f"Report not saved (an emtui bug, see app.log): {exc!r}"
+            self.app.call_from_thread(self.notify, message, severity="error")
             return
         self.saved = files.html
         worst = report.worst()

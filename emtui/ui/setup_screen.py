@@ -7,6 +7,7 @@ is shown field by field and sent only on a second key press, and the verdict sta
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -22,6 +23,8 @@ from emtui.core.bus.link import LinkError
 from emtui.core.bus.writes import WriteRefused
 from emtui.core.session import Engine
 from emtui.core.setup import BAUD_CODE, PARITY_CODE, SetupFailed, SetupPlan, SetupReport
+
+log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "writes are off: start emtui with --allow-writes (nothing will be sent)"
 
@@ -213,6 +216,9 @@ class SetupScreen(ModalScreen[SetupReport | None]):
         except (WriteRefused, SetupFailed, LinkError, OSError) as exc:
             prefix = "refused" if isinstance(exc, WriteRefused) else "failed"
             call(self._finished, None, f"{prefix}: {exc}")
+        except Exception as exc:  # a bug: say so, and never leave the dialog "running"
+            log.exception("setup of meter %d", self.device_id)
+            call(self._finished, None, f"failed (an emtui bug, see app.log): {exc!r}")
         else:
             call(self._finished, report, None)
 

@@ -5,6 +5,7 @@ on a real BusSession over the simulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import struct
@@ -634,3 +635,42 @@ async def test_the_dialog_takes_the_selected_row_and_its_value(tmp_path: Path) -
         await pilot.press("enter", "y")
         assert await wait_for(pilot, lambda: dialog.state == "done")
     assert engine.sim[1].read(3, SCRATCH - 1, 4) == [0, 0, 78, 0]
+
+
+async def test_a_setup_keeps_every_meters_configuration_and_quitting_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """Meter 1 (its own logged values and [meters.expect]) moved to id 7 in the app: the new
+    id keeps them, and so do the other meters; q and ctrl+q while the setup waits at its
+    command block do not quit (the meter would be left half set up) and say why."""
+    app, engine, _traffic = make_app(tmp_path)
+    own = dataclasses.replace(
+        engine.config.meters[0],
+        values=("voltage_an", "current_a"),
+        expect=(("ct_primary", 100),),
+    )
+    other = dataclasses.replace(engine.config.meters[1], expect=(("ct_primary", 50),))
+    engine.set_meters([own, other, *engine.config.meters[2:]])
+    app.config = engine.config
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("1", "e")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, SetupScreen)
+        dialog.query_one("#setup-id", Input).value = "7"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: dialog.state == "confirm")
+        app.action_quit_app()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and app.screen is dialog
+        assert "Not quitting: a setup of meter 1 is under way" in notes(app)
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: dialog.state == "done")
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: bool(app.query("#tab-meter-7")))
+    meters = {m.id: m for m in engine.config.meters}
+    assert sorted(meters) == [2, 3, 4, 7]
+    assert meters[7].values == ("voltage_an", "current_a")
+    assert meters[7].expect == (("ct_primary", 100),) and meters[7].label == "Pump 1"
+    assert meters[2].expect == (("ct_primary", 50),)
