@@ -256,9 +256,10 @@ class CommissionScreen(Screen[None]):
             for i, w in sorted(self.windows.items())
         ]
         cycle = self.engine.cycle_time()
-        return BusCapture(
-            meters, self.engine.interval, [cycle] if cycle is not None else [], WINDOW_S
-        )
+        # the window is what the samples span (the screen may have been open only seconds)
+        times = [s.time for m in meters for s in m.samples]
+        span = min(WINDOW_S, max(times) - min(times)) if times else 0.0
+        return BusCapture(meters, self.engine.interval, [cycle] if cycle is not None else [], span)
 
     def judge(self, capture: BusCapture | None = None) -> CheckReport:
         """The checks on ``capture`` (default: the windows as they are now)."""

@@ -7,6 +7,7 @@ file appears whole (a temporary file renamed into place) or not at all.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ def prepare_out_dir(out_dir: Path) -> Path:
         raise ReportError(
             f"{out_dir}: cannot create it ({exc.strerror or exc}); give a writable directory"
         ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ReportError(f"{out_dir}: not writable by this user; give a writable directory")
     return out_dir
 
 

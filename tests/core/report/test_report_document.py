@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -208,6 +209,23 @@ def test_write_report_refuses_a_file(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="give a directory"):
         write_report(capture, report, context(), target / "below")
     assert target.read_text() == "x"
+
+
+def test_write_report_refuses_a_folder_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder this user cannot write into is refused up front (root ignores permission
+    bits, so the permission answer is faked), and nothing is written."""
+    capture, report = site()
+    real = os.access
+
+    def access(path: object, mode: int) -> bool:
+        return False if Path(str(path)) == tmp_path else real(str(path), mode)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(ReportError, match="not writable by this user"):
+        write_report(capture, report, context(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stem_is_a_safe_file_name() -> None:
