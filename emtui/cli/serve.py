@@ -2,7 +2,9 @@
 
 textual-serve has no authentication: whoever reaches the port drives the app (and, with
 ``--allow-writes``, the meters). So it listens on the loopback unless ``--public`` says
-otherwise, and the way in from another computer is SSH port forwarding.
+otherwise, and the way in from another computer is SSH port forwarding. The server answers
+only to its own Host names and refuses websockets opened by other sites' pages
+(:mod:`emtui.serve.hosts`), so a web page in the same browser cannot drive it either.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 from dataclasses import dataclass
 
 from emtui.cli.common import CliError, ExitCode, effective_config, settings_from
+from emtui.serve.hosts import HostCheck, machine_names
 
 DEFAULT_LISTEN = "127.0.0.1:8000"
 
@@ -171,8 +174,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from emtui.serve.server import EmtuiServer
 
-    server = EmtuiServer(argv, title=title)
     host = socket.gethostname() if not listen.loopback else listen.url_host()
+    hosts = HostCheck.for_listen(listen.host, listen.port, args.public, host, machine_names())
+    server = EmtuiServer(argv, title=title, hosts=hosts)
     url = f"http://{host}:{listen.port}/"
     print(f"emtui serve: open {url} in a browser (one browser at a time)")
     if listen.loopback:

@@ -20,7 +20,10 @@ What changes against upstream, and why:
   Linux the kernel kills it if the server dies (``kill -9``, a crash), which would otherwise
   leave it running and holding the bus (Textual's web driver ignores the end of its stdin);
 - what the app prints on stderr is kept, and when the app exits with an error (a bus held
-  by another program: exit 3 "in use by PID …") it is written into the browser's terminal.
+  by another program: exit 3 "in use by PID …") it is written into the browser's terminal;
+- only this server's own Host names are answered (no DNS rebinding), and a websocket opened
+  by a page of another site (its Origin) is refused before any app starts (see
+  :mod:`emtui.serve.hosts`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ import textual_serve
 from aiohttp import WSCloseCode, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
+
+from emtui.serve.hosts import HostCheck
 
 log = logging.getLogger("emtui.serve")
 
@@ -180,7 +185,7 @@ class Session:
 class EmtuiServer(Server):
     """Serve the app at ``argv`` to one browser at a time (see the module docstring)."""
 
-    def __init__(self, argv: Sequence[str], title: str) -> None:
+    def __init__(self, argv: Sequence[str], title: str, hosts: HostCheck) -> None:
         super().__init__(
             " ".join(argv),
             title=title,
@@ -188,6 +193,7 @@ class EmtuiServer(Server):
             templates_path=TEMPLATES,
         )
         self.argv = tuple(argv)
+        self.hosts = hosts
         self.session: Session | None = None
 
     def initialize_logging(self) -> None:
@@ -215,8 +221,20 @@ class EmtuiServer(Server):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.done.wait(), QUIT_TIMEOUT_S)
 
+    def check(self, request: web.Request, websocket: bool) -> None:
+        """Raise a 403 for a Host name this server does not own or (``websocket``) an Origin
+        of another site, with a line saying why and where to go instead."""
+        why = self.hosts.wrong_host(request.host)
+        if why is None and websocket:
+            origin = request.headers.get("Origin")
+            why = self.hosts.foreign_origin(origin, request.host, request.scheme)
+        if why is not None:
+            log.warning("refused %s from %s: %s", request.path, request.remote or "?", why)
+            raise web.HTTPForbidden(text=why + "\n")
+
     async def handle_index(self, request: web.Request) -> web.Response:
         """The page, its URLs taken from the request (so an SSH forward's port works)."""
+        self.check(request, websocket=False)
         scheme = "wss" if request.scheme == "https" else "ws"
         context = {
             "font_size": to_int(request.query.get("fontsize", "16"), 16),
@@ -225,6 +243,11 @@ class EmtuiServer(Server):
             "title": self.title,
         }
         return aiohttp_jinja2.render_template("app_index.html", request, context)
+
+    async def handle_download(self, request: web.Request) -> web.StreamResponse:
+        """A file the app offers, to this server's own page only."""
+        self.check(request, websocket=False)
+        return await super().handle_download(request)
 
     async def _free(self) -> bool:
         """Whether no browser holds the app: at once, within :data:`RELOAD_GRACE_S` (the
@@ -242,6 +265,7 @@ class EmtuiServer(Server):
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """Run the app for this browser, or tell it that another browser has it."""
+        self.check(request, websocket=True)  # before prepare(): no app, no session taken
         websocket = web.WebSocketResponse(heartbeat=15)
         await websocket.prepare(request)
         peer = request.remote or "?"
