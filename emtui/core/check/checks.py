@@ -377,9 +377,16 @@ def loaded_samples(meter: MeterCapture) -> tuple[list[Snapshot], str | None]:
             f"({floor:g} A) — a CT open or shorted, or a single-phase load"
         )
     if since is not None:
+        span = meter.samples[-1].time - meter.samples[0].time
+        if span < LOAD_MIN_RUN_S - 1e-6:  # the window itself is too short
+            return [], (
+                f"the load ran less than {LOAD_MIN_RUN_S:g} s of the window — let the pump run "
+                f"(the window is {span:.0f} s: give --seconds {LOAD_MIN_RUN_S:g} or more)"
+            )
+        ran = meter.samples[-1].time - since
         return [], (
-            f"the load ran less than {LOAD_MIN_RUN_S:g} s of the window — let the pump run "
-            f"(or give --seconds {LOAD_MIN_RUN_S:g} or more)"
+            f"the pump started {ran:.0f} s ago: judged once it has run {LOAD_MIN_RUN_S:g} s "
+            "(a start's low power factor is not judged)"
         )
     return [], _NO_LOAD
 

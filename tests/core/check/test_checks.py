@@ -150,7 +150,12 @@ def test_load_must_run_ten_seconds() -> None:
     """A load seen for under 10 s of the window is not judged; from 10 s it is."""
     short = [snap(T0 + n, current=(0, 0, 0) if n < 3 else (60, 60, 60)) for n in range(12)]
     m = report(meter(short)).meters[0]
-    assert m.get("phasing").verdict == "not_checked" and "less than 10 s" in m.get("phasing").why
+    assert m.get("phasing").verdict == "not_checked"
+    assert m.get("phasing").why.startswith("the pump started 8 s ago: judged once it has run 10 s")
+    # a window shorter than 10 s can never be judged: the reason says to give --seconds
+    brief = [snap(T0 + n) for n in range(6)]
+    why = report(meter(brief)).meters[0].get("phasing").why
+    assert "less than 10 s" in why and "the window is 5 s: give --seconds 10" in why
     enough = [snap(T0 + n, current=(0, 0, 0) if n < 2 else (60, 60, 60)) for n in range(13)]
     assert report(meter(enough)).meters[0].get("phasing").verdict == "pass"
 
