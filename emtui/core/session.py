@@ -705,9 +705,27 @@ class BusSession:
                     self._wake.clear()  # a refresh asked for (or a new tab): serve it now
                     with contextlib.suppress(LinkError):
                         self._read_extras(deadline, logging=False)
-                    remaining = (deadline or 0.0) - time.monotonic()
-                    if remaining > 0:
-                        self._stop.wait(remaining)
+                    self._rest_until(deadline or 0.0)
+
+    def _rest_until(self, deadline: float) -> None:
+        """Wait for the next cycle's slot, serving refreshes asked for meanwhile; a stop, a
+        pause of polling (a setup, a scan) or logging starting ends the wait at once, so
+        run_exclusive never waits out a long interval."""
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            # checked after the clear: a pause or stop that set the event just before it
+            # is seen here rather than lost
+            if self._stop.is_set() or self.logging or not self.arbiter.polling_allowed:
+                return
+            if not self._wake.wait(remaining):
+                return
+            if self._stop.is_set() or self.logging or not self.arbiter.polling_allowed:
+                return
+            with contextlib.suppress(LinkError):
+                self._read_extras(deadline, logging=False)
 
     def _next_slot(self, started: float) -> float:
         """Monotonic time of the next cycle start (cycles aligned to the interval)."""

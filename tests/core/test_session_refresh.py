@@ -46,3 +46,37 @@ def test_refresh_of_named_entries_reads_only_their_blocks(tmp_path: Path) -> Non
     names = {n for s in extras for n in s.values}
     assert {"phase_angle_a", "voltage_unbalance_ll_worst"} <= names
     assert "serial_number" not in names
+
+
+def test_run_exclusive_does_not_wait_out_a_long_interval(tmp_path: Path) -> None:
+    """With a 30 s interval, the live thread resting after a refresh (its first cycle done)
+    gives the bus to run_exclusive at once, not at its next slot; polling goes on after."""
+    with SimulatedBus(ids=(1,), running=True) as sim:
+        port = sim.start_tcp("127.0.0.1", 0, framing="rtu")
+        config = Config(
+            bus=BusConfig(port=port, baud=19200, parity="E"),
+            meters=(MeterConfig(id=1),),
+            logging=LoggingConfig(interval=30.0, data_dir=tmp_path / "data"),
+            upload=UploadConfig(target=None, site="t"),
+            state_dir=tmp_path / "state",
+        )
+        session = BusSession(config)
+        samples: list[Sample] = []
+        session.add_listener(samples.append)
+        session.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not samples and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert samples, "the first cycle did not come"
+            count = len(samples)
+            session.refresh_extras(1, ["phase_angle_a"])  # wakes it, then it rests again
+            while len(samples) == count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(samples) > count, "the refresh was not served"
+            time.sleep(0.3)
+            asked = time.monotonic()
+            took = session.run_exclusive(lambda arbiter: time.monotonic() - asked)
+        finally:
+            session.stop()
+    assert took < 3.0, f"run_exclusive waited {took:.1f} s for the live thread"
