@@ -114,6 +114,21 @@ def _add_logging(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", help="upload queue, status file and port lock")
 
 
+def _add_window(parser: argparse.ArgumentParser) -> None:
+    """``--seconds`` and ``--interval`` of the commands that judge one window (check, report)."""
+    parser.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=10.0,
+        help="length of the window (default 10; the wiring checks need 10 s of load)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=flag_number("--interval"),
+        help="poll interval the bus load is judged against (default: the config's)",
+    )
+
+
 def _add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
@@ -215,17 +230,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "voltages, unbalance, frequency, clock, energy, bus load."
         )
         _add_connection(parser, "the meters to check, e.g. 1-4")
-        parser.add_argument(
-            "--seconds",
-            type=_seconds,
-            default=10.0,
-            help="length of the window (default 10; the wiring checks need 10 s of load)",
-        )
-        parser.add_argument(
-            "--interval",
-            type=flag_number("--interval"),
-            help="poll interval the bus load is judged against (default: the config's)",
-        )
+        _add_window(parser)
         _add_json(parser)
     elif command == "report":
         parser.description = (
@@ -233,17 +238,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             "one self-contained HTML file (it prints to PDF) and the same data as JSON."
         )
         _add_connection(parser, "the meters to report on, e.g. 1-4")
-        parser.add_argument(
-            "--seconds",
-            type=_seconds,
-            default=10.0,
-            help="length of the window (default 10; the wiring checks need 10 s of load)",
-        )
-        parser.add_argument(
-            "--interval",
-            type=flag_number("--interval"),
-            help="poll interval the bus load is judged against (default: the config's)",
-        )
+        _add_window(parser)
         parser.add_argument(
             "--out",
             required=True,

@@ -11,19 +11,23 @@ from emtui.core.session import BusSession
 from emtui.sim.bus import SimulatedBus
 
 
+def one_meter(port: str, tmp_path: Path, interval: float) -> Config:
+    """Meter 1 of a simulator on ``port``, polled every ``interval`` seconds."""
+    return Config(
+        bus=BusConfig(port=port, baud=19200, parity="E"),
+        meters=(MeterConfig(id=1),),
+        logging=LoggingConfig(interval=interval, data_dir=tmp_path / "data"),
+        upload=UploadConfig(target=None, site="t"),
+        state_dir=tmp_path / "state",
+    )
+
+
 def test_refresh_of_named_entries_reads_only_their_blocks(tmp_path: Path) -> None:
     """Asking for the angle registers and the voltage unbalance of meter 1 reads two blocks
     (the angles', the unbalances'), not the meter's ~16 blocks of other registers."""
     with SimulatedBus(ids=(1,), running=True) as sim:
         port = sim.start_tcp("127.0.0.1", 0, framing="rtu")
-        config = Config(
-            bus=BusConfig(port=port, baud=19200, parity="E"),
-            meters=(MeterConfig(id=1),),
-            logging=LoggingConfig(interval=0.5, data_dir=tmp_path / "data"),
-            upload=UploadConfig(target=None, site="t"),
-            state_dir=tmp_path / "state",
-        )
-        session = BusSession(config)
+        session = BusSession(one_meter(port, tmp_path, interval=0.5))
         samples: list[Sample] = []
         session.add_listener(samples.append)
         session.start()
@@ -53,14 +57,7 @@ def test_run_exclusive_does_not_wait_out_a_long_interval(tmp_path: Path) -> None
     gives the bus to run_exclusive at once, not at its next slot; polling goes on after."""
     with SimulatedBus(ids=(1,), running=True) as sim:
         port = sim.start_tcp("127.0.0.1", 0, framing="rtu")
-        config = Config(
-            bus=BusConfig(port=port, baud=19200, parity="E"),
-            meters=(MeterConfig(id=1),),
-            logging=LoggingConfig(interval=30.0, data_dir=tmp_path / "data"),
-            upload=UploadConfig(target=None, site="t"),
-            state_dir=tmp_path / "state",
-        )
-        session = BusSession(config)
+        session = BusSession(one_meter(port, tmp_path, interval=30.0))
         samples: list[Sample] = []
         session.add_listener(samples.append)
         session.start()
