@@ -416,7 +416,12 @@ class EmtuiApp(App[None]):
             if binding_id.startswith("meter_"):
                 if binding_id != "meter_1":
                     continue
-                keys, description, binding_id = "1-9", "a meter's tab, in order", "meter_1…meter_9"
+                meter_ids = [f"meter_{n}" for n in range(1, 10)]
+                if any(i in keymap for i in meter_ids):  # remapped: say which key is which
+                    keys = " ".join(keymap.get(i, str(n)) for n, i in enumerate(meter_ids, 1))
+                else:
+                    keys = "1-9"
+                description, binding_id = "a meter's tab, in order", "meter_1…meter_9"
             rows.append((keys.replace("question_mark", "?"), description, binding_id))
         return rows
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import EMTUI
 from scripted_engine import T0, ScriptedEngine, reference_config
+from textual.widgets import TabbedContent
 
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.maps.display import display_value
@@ -428,3 +429,17 @@ def test_save_refuses_a_result_emtui_could_not_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         save_meters(clash, [NewMeter(1, "x")])
     assert "meters" not in clash.read_text()
+
+
+async def test_help_shows_remapped_meter_keys(tmp_path: Path) -> None:
+    """With meter_2 remapped to F2 the help lists each meter key (1 F2 3 … 9), not "1-9",
+    and F2 opens the second meter's tab; unmapped, it reads 1-9."""
+    app, _engine = make_app(tmp_path, keymap={"meter_2": "f2"})
+    async with app.run_test(size=(100, 30)) as pilot:
+        row = next(r for r in app.key_rows() if r[2] == "meter_1…meter_9")
+        assert row[0] == "1 f2 3 4 5 6 7 8 9"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "tab-meter-2"
+    plain, _ = make_app(tmp_path)
+    assert next(r for r in plain.key_rows() if r[2] == "meter_1…meter_9")[0] == "1-9"
