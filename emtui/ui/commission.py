@@ -16,6 +16,7 @@ a narrower terminal.
 from __future__ import annotations
 
 import logging
+import math
 import textwrap
 import time
 from collections import deque
@@ -56,6 +57,9 @@ __all__ = ["EXTRAS_EVERY_S", "WINDOW_S", "CommissionScreen", "MeterWindow"]
 
 WINDOW_S = 60.0
 """Seconds of samples the screen judges."""
+
+REDRAW_NUMBERS_S = 5.0
+"""Seconds between redraws of a reason or the phasors whose numbers alone changed."""
 EXTRAS_EVERY_S = 15.0
 """Seconds between two reads of the other registers the checks judge (unbalance, the angle
 registers, the meter clock: three requests a meter) while the screen shows."""
@@ -191,6 +195,8 @@ class CommissionScreen(Screen[None]):
         self.selected = 0
         self.report: CheckReport | None = None
         self._extras_asked = 0.0
+        self._drawn: dict[str, object] = {}  # what each part shows (redrawn when it differs)
+        self._drawn_at: dict[str, float] = {}
         self._link_history: dict[int, deque[tuple[float, dict[str, object]]]] = {}
 
     def compose(self) -> ComposeResult:
@@ -315,10 +321,56 @@ class CommissionScreen(Screen[None]):
         """Redraw the verdicts, the reasons and the phasors."""
         if self.clock() - self._extras_asked >= EXTRAS_EVERY_S:
             self._ask_extras()
-        self.report = self.judge()
-        self.query_one("#verdict-table", Static).update(self.verdict_table())
-        self.query_one("#reasons", Static).update(self.reasons())
-        self.query_one("#phasors", Static).update(self.phasor_text())
+        self.report = report = self.judge()
+        # Only what changed goes to the terminal, and a changed number in a reason or a
+        # phasor at most every few seconds: each redraw lays the screen out again, and a
+        # whole redraw every second is ~15 KB/s over SSH. A changed verdict, the selection,
+        # the width or a meter going stale are drawn at once.
+        now = self.clock()
+        stale = tuple(self.stale(i) for i in self.order)
+        table_key = (
+            self.selected_id,
+            stale,
+            tuple((m.id, tuple(c.verdict for c in m.checks)) for m in report.meters),
+        )
+        if self._changed("table", table_key, now, 0.0):
+            self.query_one("#verdict-table", Static).update(self.verdict_table())
+        selected = self._meter_report(self.selected_id)
+        shown = [
+            (m.id, c)
+            for m in report.meters
+            for c in m.checks
+            if (m is selected and c.verdict != "pass") or c.verdict == "fail"
+        ] + [(None, c) for c in report.bus]
+        layout = (
+            self.selected_id,
+            self.query_one("#reasons").content_size.width,
+            stale,
+            tuple((i, c.name, c.verdict) for i, c in shown),
+        )
+        reasons_key = (layout, tuple(c.why for _, c in shown))
+        if self._changed("reasons-layout", layout, now, 0.0) or self._changed(
+            "reasons", reasons_key, now, REDRAW_NUMBERS_S
+        ):
+            self._drawn["reasons"], self._drawn_at["reasons"] = reasons_key, now
+            self.query_one("#reasons", Static).update(self.reasons())
+        phasors_text = self.phasor_text()
+        head = phasors_text.split("\n", 1)[0]
+        if self._changed("phasors-head", head, now, 0.0) or self._changed(
+            "phasors", phasors_text, now, REDRAW_NUMBERS_S
+        ):
+            self._drawn["phasors"], self._drawn_at["phasors"] = phasors_text, now
+            self.query_one("#phasors", Static).update(phasors_text)
+
+    def _changed(self, part: str, key: object, now: float, every: float) -> bool:
+        """Whether ``part`` must be drawn again: ``key`` differs from what it shows and at
+        least ``every`` seconds went by since it was last drawn (recorded when True)."""
+        if key == self._drawn.get(part):
+            return False
+        if every > 0 and now - self._drawn_at.get(part, -math.inf) < every:
+            return False
+        self._drawn[part], self._drawn_at[part] = key, now
+        return True
 
     def _meter_report(self, device_id: int | None) -> MeterReport | None:
         if self.report is None:

@@ -409,3 +409,48 @@ async def test_w_saves_the_report_of_the_screen_and_a_bad_folder_says_so(tmp_pat
         assert screen.saved == first
         assert any("Report not saved" in n.message for n in app._notifications)
         assert isinstance(app.screen, CommissionScreen)
+
+
+async def test_only_what_changed_is_drawn_again(tmp_path: Path) -> None:
+    """Settled verdicts are not drawn again on the next refresh (bytes over SSH); a number
+    alone changing in the reasons waits REDRAW_NUMBERS_S; selecting another meter redraws
+    the reasons and the phasors at once."""
+    from emtui.ui.commission import REDRAW_NUMBERS_S
+
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0], live=True)
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for _ in range(POLLS):
+            engine.poll()
+            now[0] += 1.0
+            screen.refresh_view()
+        drawn: list[str] = []
+        for part in ("verdict-table", "reasons", "phasors"):
+            widget = screen.query_one(f"#{part}", Static)
+            original = widget.update
+
+            def spy(content: object = "", *, _part: str = part, _orig: object = original) -> None:
+                drawn.append(_part)
+                _orig(content)  # type: ignore[operator]
+
+            widget.update = spy  # type: ignore[method-assign]
+        engine.poll()
+        now[0] += 1.0
+        screen.refresh_view()
+        assert "verdict-table" not in drawn
+        drawn.clear()
+        screen._drawn["reasons"] = "something else"  # a number changed in a reason …
+        screen._drawn_at["reasons"] = now[0]  # … just after it was drawn
+        screen.refresh_view()
+        assert "reasons" not in drawn  # drawn less than REDRAW_NUMBERS_S ago
+        now[0] += REDRAW_NUMBERS_S
+        screen.refresh_view()
+        assert "reasons" in drawn
+        drawn.clear()
+        await pilot.press("right")
+        assert {"verdict-table", "reasons", "phasors"} <= set(drawn)
