@@ -662,6 +662,9 @@ class BusSession:
             if not self.arbiter.wait_for_polling(0.2):  # a scan (or a setup) has the bus
                 self._parked.set()
                 continue
+            # Wakes from here on are seen by the rest after this cycle (a setup pausing the
+            # bus, a refresh asked for while the meters are read).
+            self._wake.clear()
             logging = self.logging
             started = time.monotonic()
             if logging:
@@ -693,37 +696,24 @@ class BusSession:
             if logging:
                 continue  # the worker paces the cycles
             if self.interval > 0:
-                self._wake.clear()
-                delay = max(0.0, (deadline or 0.0) - time.monotonic())
-                woken = self._wake.wait(delay)
-                if (
-                    woken
-                    and not self._stop.is_set()
-                    and not self.logging
-                    and self.arbiter.polling_allowed
-                ):
-                    self._wake.clear()  # a refresh asked for (or a new tab): serve it now
-                    with contextlib.suppress(LinkError):
-                        self._read_extras(deadline, logging=False)
-                    self._rest_until(deadline or 0.0)
+                self._rest_until(deadline or 0.0)
 
     def _rest_until(self, deadline: float) -> None:
         """Wait for the next cycle's slot, serving refreshes asked for meanwhile; a stop, a
         pause of polling (a setup, a scan) or logging starting ends the wait at once, so
-        run_exclusive never waits out a long interval."""
+        run_exclusive never waits out a long interval. The wake event is cleared only at a
+        cycle's start and after a wake here, and every setter changes its state before it
+        sets the event, so no wake is lost: the state is checked again after each."""
         while not self._stop.is_set():
+            if self.logging or not self.arbiter.polling_allowed:
+                return
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not self._wake.wait(remaining):
                 return
             self._wake.clear()
-            # checked after the clear: a pause or stop that set the event just before it
-            # is seen here rather than lost
             if self._stop.is_set() or self.logging or not self.arbiter.polling_allowed:
                 return
-            if not self._wake.wait(remaining):
-                return
-            if self._stop.is_set() or self.logging or not self.arbiter.polling_allowed:
-                return
+            # a refresh asked for (or a new tab): serve it now
             with contextlib.suppress(LinkError):
                 self._read_extras(deadline, logging=False)
 

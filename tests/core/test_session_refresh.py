@@ -77,3 +77,21 @@ def test_run_exclusive_does_not_wait_out_a_long_interval(tmp_path: Path) -> None
         finally:
             session.stop()
     assert took < 3.0, f"run_exclusive waited {took:.1f} s for the live thread"
+
+
+def test_run_exclusive_asked_during_a_cycle_does_not_wait_for_the_next_slot(
+    tmp_path: Path,
+) -> None:
+    """A setup asked for while the live thread is still reading its first cycle (20 s
+    interval): the wake is not lost, the bus is handed over as soon as the cycle's reads end."""
+    with SimulatedBus(ids=(1,), running=True) as sim:
+        port = sim.start_tcp("127.0.0.1", 0, framing="rtu")
+        session = BusSession(one_meter(port, tmp_path, interval=20.0))
+        session.start()
+        try:
+            time.sleep(0.02)  # the first cycle's reads are on the wire
+            asked = time.monotonic()
+            took = session.run_exclusive(lambda arbiter: time.monotonic() - asked)
+        finally:
+            session.stop()
+    assert took < 3.0, f"run_exclusive waited {took:.1f} s for the live thread"
