@@ -100,7 +100,7 @@ def _row(table: Table, check: CheckResult) -> None:
 def _print(report: CheckReport) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     for meter in report.meters:
-        title = f"id {meter.id}" + (f" — {meter.label}" if meter.label else "")
+        title = f"id {meter.id}" + (f" — {escape(meter.label)}" if meter.label else "")
         table = Table(title=title, title_justify="left", show_edge=False)
         table.add_column("check")
         table.add_column("verdict")

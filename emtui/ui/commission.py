@@ -64,6 +64,9 @@ EXTRAS_EVERY_S = 15.0
 """Seconds between two reads of the other registers the checks judge (unbalance, the angle
 registers, the meter clock: three requests a meter) while the screen shows."""
 STALE_CYCLES = 3
+FIRST_SAMPLES_S = 15.0
+"""Seconds a meter may take to send its first sample after the screen opened (its other
+registers are read first) before it is called stale."""
 """A meter whose last answer is older than this many poll cycles is marked stale."""
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_checked": "dim"}
@@ -197,6 +200,8 @@ class CommissionScreen(Screen[None]):
         self._extras_asked = 0.0
         self._drawn: dict[str, object] = {}  # what each part shows (redrawn when it differs)
         self._drawn_at: dict[str, float] = {}
+        self._cycle_readings: deque[tuple[float, float]] = deque()
+        self._opened = clock()
         self._link_history: dict[int, deque[tuple[float, dict[str, object]]]] = {}
 
     def compose(self) -> ComposeResult:
@@ -261,11 +266,24 @@ class CommissionScreen(Screen[None]):
             w.capture(self._windowed_link(i), self.expect.get(i))
             for i, w in sorted(self.windows.items())
         ]
-        cycle = self.engine.cycle_time()
         # the window is what the samples span (the screen may have been open only seconds)
         times = [s.time for m in meters for s in m.samples]
         span = min(WINDOW_S, max(times) - min(times)) if times else 0.0
-        return BusCapture(meters, self.engine.interval, [cycle] if cycle is not None else [], span)
+        # the session's cycle time as read at each refresh of the window (about one per
+        # cycle at a 1 s interval): bus_load judges their median, as emtui check does
+        cycles = [c for _, c in self._cycle_readings]
+        if not cycles and (now := self.engine.cycle_time()) is not None:
+            cycles = [now]
+        return BusCapture(meters, self.engine.interval, cycles, span)
+
+    def _read_cycle(self) -> None:
+        """Keep the session's cycle time of this refresh (the last :data:`WINDOW_S` s)."""
+        cycle = self.engine.cycle_time()
+        now = self.clock()
+        if cycle is not None:
+            self._cycle_readings.append((now, cycle))
+        while self._cycle_readings and self._cycle_readings[0][0] < now - WINDOW_S:
+            self._cycle_readings.popleft()
 
     def judge(self, capture: BusCapture | None = None) -> CheckReport:
         """The checks on ``capture`` (default: the windows as they are now)."""
@@ -310,7 +328,14 @@ class CommissionScreen(Screen[None]):
         """True when meter ``device_id`` has not answered for :data:`STALE_CYCLES` cycles."""
         last = self.windows[device_id].last_answer
         cycle = max(self.engine.interval, self.engine.cycle_time() or 0.0, 1.0)
-        return last is None or self.clock() - last > STALE_CYCLES * cycle
+        if last is None:  # nothing yet: stale only once the first reads had their time
+            return self.clock() - self._opened > FIRST_SAMPLES_S + STALE_CYCLES * cycle
+        return self.clock() - last > STALE_CYCLES * cycle
+
+    def waiting(self, device_id: int) -> bool:
+        """True while meter ``device_id`` has sent no sample since the screen opened (its
+        verdicts would say no load or no voltage for want of values)."""
+        return self.windows[device_id].last_answer is None and not self.stale(device_id)
 
     @property
     def selected_id(self) -> int | None:
@@ -321,13 +346,14 @@ class CommissionScreen(Screen[None]):
         """Redraw the verdicts, the reasons and the phasors."""
         if self.clock() - self._extras_asked >= EXTRAS_EVERY_S:
             self._ask_extras()
+        self._read_cycle()
         self.report = report = self.judge()
         # Only what changed goes to the terminal, and a changed number in a reason or a
         # phasor at most every few seconds: each redraw lays the screen out again, and a
         # whole redraw every second is ~15 KB/s over SSH. A changed verdict, the selection,
         # the width or a meter going stale are drawn at once.
         now = self.clock()
-        stale = tuple(self.stale(i) for i in self.order)
+        stale = tuple((self.stale(i), self.waiting(i)) for i in self.order)
         table_key = (
             self.selected_id,
             stale,
@@ -367,7 +393,8 @@ class CommissionScreen(Screen[None]):
         least ``every`` seconds went by since it was last drawn (recorded when True)."""
         if key == self._drawn.get(part):
             return False
-        if every > 0 and now - self._drawn_at.get(part, -math.inf) < every:
+        # (a clock stepped back counts as expired: never a redraw held off for that long)
+        if every > 0 and 0 <= now - self._drawn_at.get(part, -math.inf) < every:
             return False
         self._drawn[part], self._drawn_at[part] = key, now
         return True
@@ -397,9 +424,11 @@ class CommissionScreen(Screen[None]):
             if name == "bus_load":
                 continue
             cells: list[Text] = []
-            for meter in reports:
+            for device_id, meter in zip(self.order, reports, strict=True):
                 check = next((c for c in meter.checks if c.name == name), None) if meter else None
-                if check is None:
+                if self.waiting(device_id):
+                    cells.append(Text("..", style="dim"))  # no sample yet: nothing to judge
+                elif check is None:
                     cells.append(Text(""))
                 else:
                     cells.append(Text(_CELL[check.verdict], style=_STYLE[check.verdict]))
@@ -422,21 +451,25 @@ class CommissionScreen(Screen[None]):
             grid.add_row(Text(""), Text(""))
             grid.add_row("", text)  # the heading sits in the wide column, one space in
 
-        grid.add_row("", Text("-- = not checked", style="dim"))
+        grid.add_row("", Text("-- = not checked · .. = no values yet", style="dim"))
         if selected is not None:
             head = Text(f"id {selected.id} {selected.label}".rstrip(), style="bold")
             if self.stale(selected.id):
                 head.append(" STALE: no answer for 3 poll cycles", style="bold red")
             heading(head)
-            shown = [c for c in selected.checks if c.verdict != "pass"]
-            if not shown:
+            waiting = self.waiting(selected.id)
+            shown = [] if waiting else [c for c in selected.checks if c.verdict != "pass"]
+            if waiting:
+                text = "  waiting for its first values (identity and setup are read first)"
+                grid.add_row("", Text(text, style="dim"))
+            elif not shown:
                 grid.add_row("", Text("  every check passes", style="green"))
             for check in shown:
                 grid.add_row("", _reason(check, width=width))
         others = [
             (m, c)
             for m in (self.report.meters if self.report else ())
-            if m.id != self.selected_id
+            if m.id != self.selected_id and not self.waiting(m.id)
             for c in m.checks
             if c.verdict == "fail"
         ]

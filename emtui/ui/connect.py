@@ -130,7 +130,7 @@ class ConnectApp(App[Connected | None]):
         self.ports: list[PortInfo] = []
         self.opening = False
         self.leaving = False
-        self._placed_row: int | None = None
+        self._placed_rows: set[int] = set()
         ids = [m.id for m in config.meters]
         self._ids = ",".join(str(i) for i in ids) if ids else DEFAULT_IDS
 
@@ -193,13 +193,16 @@ class ConnectApp(App[Connected | None]):
             (i for i, p in enumerate(self.ports) if typed in (p.device, *p.by_id)),
             None,
         )
-        if index is None and not typed:
+        if index is None:
+            # the cursor on the adapter most likely meant (a by-id name); the field takes it
+            # only when empty: a typed name (one that failed) stays until a row is chosen
             index = next((i for i, p in enumerate(self.ports) if p.by_id), 0 if ports else None)
-            if index is not None:
+            if index is not None and not typed:
                 field.value = _preferred_name(self.ports[index])
         # The table tells of its cursor (where it was put here) with RowHighlighted too: only
         # a move by the technician fills the port field.
-        self._placed_row = index if index is not None else 0
+        # (the rows are added with the cursor on row 0, then it is moved: both tell)
+        self._placed_rows = {0} if index is None else {0, index}
         if index is not None:
             table.move_cursor(row=index)
         self._show_detail(index)
@@ -227,16 +230,21 @@ class ConnectApp(App[Connected | None]):
     @on(DataTable.RowHighlighted, "#ports")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         index = event.cursor_row
-        if index == self._placed_row:
+        if index in self._placed_rows:
+            self._placed_rows.discard(index)
             self._show_detail(index)
             return
-        self._placed_row = None
+        self._placed_rows.clear()
         if 0 <= index < len(self.ports):
             self.query_one("#connect-port", Input).value = _preferred_name(self.ports[index])
         self._show_detail(index)
 
     @on(DataTable.RowSelected, "#ports")
     def _selected(self, event: DataTable.RowSelected) -> None:
+        # enter on a row opens that row's port, whatever the field held (a name that failed)
+        index = event.cursor_row
+        if 0 <= index < len(self.ports):
+            self.query_one("#connect-port", Input).value = _preferred_name(self.ports[index])
         self.action_connect()
 
     @on(Input.Submitted)

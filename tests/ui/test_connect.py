@@ -229,3 +229,32 @@ async def test_escape_while_opening_lets_go_of_the_bus(
             break
         threading.Event().wait(0.05)
     assert engine.stopped
+
+
+async def test_enter_on_a_row_opens_that_rows_port_not_the_failed_name(
+    tmp_path: Path, listing: list[PortInfo]
+) -> None:
+    """The configured /dev/ttyUSB9 failed; the adapter is back as ttyUSB0: the technician
+    presses enter on the row the cursor is on (the by-id adapter): its by-id name is opened,
+    not /dev/ttyUSB9 again; another row chosen opens that one."""
+    tried: list[str] = []
+
+    def opener(config: Config, settings: ConnectionSettings) -> tuple[ScriptedEngine, str]:
+        tried.append(settings.port)
+        raise PortNotFound(f"{settings.port}: no such port")
+
+    app = ConnectApp(bare_config(tmp_path, "/dev/ttyUSB9"), opener)  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        assert app.query_one("#connect-port", Input).value == "/dev/ttyUSB9"
+        table = app.query_one("#ports", DataTable)
+        assert table.cursor_row == 1  # the adapter with a by-id name
+        table.focus()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("up")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert tried == [PORTS[1].by_id[0], PORTS[0].device]

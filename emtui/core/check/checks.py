@@ -381,7 +381,8 @@ def loaded_samples(meter: MeterCapture) -> tuple[list[Snapshot], str | None]:
         if span < LOAD_MIN_RUN_S - 1e-6:  # the window itself is too short
             return [], (
                 f"the load ran less than {LOAD_MIN_RUN_S:g} s of the window — let the pump run "
-                f"(the window is {span:.0f} s: give --seconds {LOAD_MIN_RUN_S:g} or more)"
+                f"(the window is {span:.0f} s and needs {LOAD_MIN_RUN_S:g}: wait, or give "
+                f"--seconds {LOAD_MIN_RUN_S:g} or more)"
             )
         ran = meter.samples[-1].time - since
         return [], (

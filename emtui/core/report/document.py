@@ -18,7 +18,7 @@ from typing import Any
 from emtui import __version__
 from emtui.core.bus.link import ConnectionSettings
 from emtui.core.check.capture import STATIC_NAMES
-from emtui.core.check.checks import SETUP_SHOWN
+from emtui.core.check.checks import SETUP_SHOWN, loaded_samples
 from emtui.core.check.model import (
     BusCapture,
     CheckReport,
@@ -109,8 +109,17 @@ def trace(samples: Sequence[Snapshot], t0: float) -> dict[str, Any]:
     }
 
 
-def _phasor_section(samples: Sequence[Snapshot]) -> dict[str, Any]:
+def _phasor_section(meter: MeterCapture) -> dict[str, Any]:
+    # The samples the wiring checks judged (loaded, the pump running ≥ 10 s), so the angles
+    # shown are the evidence of their verdicts; without load, every sample, and it says so.
+    judged, _why = loaded_samples(meter)
+    samples = judged or meter.samples
     found = phasors(samples)
+    over = (
+        f"mean over the {len(judged)} samples the wiring checks judged"
+        if judged
+        else f"mean over all {len(samples)} samples (none under load: not judged)"
+    )
     return {
         "phases": {
             x: {
@@ -121,7 +130,9 @@ def _phasor_section(samples: Sequence[Snapshot]) -> dict[str, Any]:
             for x in PHASES
         },
         "diagram": found.diagram(),
-        "note": "V–I angle φ = atan2(kVAR, kW), mean over the window, positive lagging; "
+        "samples": len(samples),
+        "judged": bool(judged),
+        "note": f"V–I angle φ = atan2(kVAR, kW), {over}, positive lagging; "
         "VOLTAGES in capitals, currents in lower case",
     }
 
@@ -157,7 +168,7 @@ def _meter_section(
         "first_sample": _iso(min(times), zone) if times else None,
         "last_sample": _iso(max(times), zone) if times else None,
         "trace": trace(capture.samples, t0),
-        "phasors": _phasor_section(capture.samples),
+        "phasors": _phasor_section(capture),
     }
 
 
@@ -165,6 +176,7 @@ def _summary(report: CheckReport) -> dict[str, Any]:
     counts = {v: 0 for v in ("pass", "warn", "fail", "not_checked")}
     failed: list[dict[str, Any]] = []
     warned: list[dict[str, Any]] = []
+    unjudged: list[dict[str, Any]] = []
     for meter in report.meters:
         for c in meter.checks:
             counts[c.verdict] += 1
@@ -173,6 +185,10 @@ def _summary(report: CheckReport) -> dict[str, Any]:
                 failed.append(item)
             elif c.verdict == "warn":
                 warned.append(item)
+            elif c.verdict == "not_checked" and c.name != "setup":
+                # a wiring check never judged (no load) must not read as "wiring OK"; setup
+                # without [meters.expect] is only shown, and says so on its meter
+                unjudged.append(item)
     bus = []
     for c in report.bus:
         counts[c.verdict] += 1
@@ -188,6 +204,7 @@ def _summary(report: CheckReport) -> dict[str, Any]:
         "counts": counts,
         "failed": failed,
         "warned": warned,
+        "not_checked": unjudged,
         "bus": bus,
     }
 
@@ -224,7 +241,7 @@ def build_document(
         "pi": {"hostname": context.hostname, "emtui_version": context.version},
         "connection": {"port": context.port, "settings": context.settings},
         "window": {
-            "seconds": capture.seconds,
+            "seconds": round(capture.seconds, 1),
             "start": _iso(min(every), zone) if every else None,
             "end": _iso(max(every), zone) if every else None,
             "interval_s": capture.interval,
@@ -267,4 +284,6 @@ def summary_line(document: Mapping[str, Any]) -> str:
         text += f"; failed: {_named(summary['failed'])}"
     if summary["warned"]:
         text += f"; warned: {_named(summary['warned'])}"
+    if summary.get("not_checked"):
+        text += f"; not checked: {_named(summary['not_checked'])}"
     return text

@@ -232,3 +232,28 @@ def test_stem_is_a_safe_file_name() -> None:
     """A site with spaces, slashes or dots at the ends still gives one plain file name."""
     assert report_stem(context("../north site/2")) == "emtui-report-north-site-2-20261130-140509"
     assert report_stem(context("///")) == "emtui-report-site-20261130-140509"
+
+
+def test_checks_not_judged_are_named_in_the_summary_and_phasors_are_the_judged_samples() -> None:
+    """A stopped pump's wiring checks are listed as not checked in the summary, its line and
+    the HTML (never read as "wiring OK"); setup without expectations is not listed. The
+    phasors of a pump that ran part of the window are those of the samples judged."""
+    stopped = meter(1, 2311000001, "Pump 1")
+    stopped.samples = [snap(T0 + n, amps=0.5) for n in range(12)]
+    stopped.expect = {}
+    part = meter(2, 2311000002, "Pump 2")
+    # standing (0.5 A: under 5 % of the CT) for 8 s, then 60 A for 14 s: 5 samples judged
+    part.samples = [snap(T0 + n, amps=0.5) for n in range(8)] + [snap(T0 + n) for n in range(8, 22)]
+    capture = BusCapture([stopped, part], interval=1.0, cycle_times=[0.4] * 22, seconds=21.0)
+    report = run_checks(capture)
+    doc = build_document(capture, report, context())
+    unjudged = {(i["id"], i["check"]) for i in doc["summary"]["not_checked"]}
+    assert {(1, "ct_polarity"), (1, "phasing")} <= unjudged
+    assert (1, "setup") not in unjudged
+    assert "not checked: id 1 ct_polarity" in doc["summary"]["line"]
+    assert "Not checked" in render_html(doc)
+    phasors = doc["meters"][1]["phasors"]
+    judged = report.meters[1].get("ct_polarity").evidence["samples"]
+    assert phasors["judged"] is True and phasors["samples"] == judged
+    assert phasors["phases"]["a"]["current_a"] > 55.0  # the running pump, not a mean with 0 A
+    assert f"over the {judged} samples the wiring checks judged" in phasors["note"]
