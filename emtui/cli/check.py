@@ -115,7 +115,24 @@ def _print(report: CheckReport) -> None:
     for c in report.bus:
         _row(table, c)
     console.print(table)
-    failed = report.failed()
-    if failed:
-        names = ", ".join(f"{'bus' if i is None else f'id {i}'} {n}" for i, n in failed)
-        console.print(f"[bold red]failed:[/] {names}")
+
+    def named(verdict: str) -> str:
+        found: list[tuple[int | None, str]] = [
+            (m.id, c.name)
+            for m in report.meters
+            for c in m.checks
+            # setup without [meters.expect] is only shown: not a check left undone
+            if c.verdict == verdict and not (verdict == "not_checked" and c.name == "setup")
+        ]
+        found += [(None, c.name) for c in report.bus if c.verdict == verdict]
+        return ", ".join(f"{'bus' if i is None else f'id {i}'} {n}" for i, n in found)
+
+    # the last lines say what needs doing: failed, warned, and what could not be judged
+    if failed := named("fail"):
+        console.print(f"[bold red]failed:[/] {failed}")
+    if warned := named("warn"):
+        console.print(f"[yellow]warned:[/] {warned}")
+    if unjudged := named("not_checked"):
+        console.print(f"[dim]not checked:[/] {unjudged} (see why above)")
+    if not failed and not warned and not unjudged:
+        console.print("[green]nothing failed or warned[/]")

@@ -216,3 +216,30 @@ def test_no_meters_is_a_usage_error(tmp_path: Path) -> None:
         [*EMTUI, "check", "--config", str(config)], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 2 and "--ids" in done.stderr
+
+
+def test_text_output_escapes_labels_and_ends_with_what_needs_doing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A label with brackets prints as it is (not as Rich markup, never a MarkupError); the
+    last lines name the failed, warned and not-judged checks (setup without expectations is
+    not one of them)."""
+    from emtui.cli.check import _print
+    from emtui.core.check.model import CheckReport, CheckResult, MeterReport
+
+    checks = (
+        CheckResult("setup", "not_checked", "no expected values"),
+        CheckResult("ct_polarity", "not_checked", "no load — start the pump"),
+        CheckResult("clock", "warn", "meter clock 26 s ahead"),
+        CheckResult("energy", "fail", "stepped back"),
+    )
+    report = CheckReport(
+        (MeterReport(3, checks, "Pump [spare] [/]"),), (CheckResult("bus_load", "pass", "ok"),)
+    )
+    _print(report)
+    out = capsys.readouterr().out
+    assert "id 3 — Pump [spare] [/]" in out
+    tail = out.strip().splitlines()[-3:]
+    assert tail[0] == "failed: id 3 energy"
+    assert tail[1] == "warned: id 3 clock"
+    assert tail[2].startswith("not checked: id 3 ct_polarity (")
