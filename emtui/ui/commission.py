@@ -333,9 +333,21 @@ class CommissionScreen(Screen[None]):
         return self.clock() - last > STALE_CYCLES * cycle
 
     def waiting(self, device_id: int) -> bool:
-        """True while meter ``device_id`` has sent no sample since the screen opened (its
-        verdicts would say no load or no voltage for want of values)."""
-        return self.windows[device_id].last_answer is None and not self.stale(device_id)
+        """True while meter ``device_id`` has sent no sample since the screen opened, or not
+        yet its identity (its verdicts would say no load, no voltage or identity not read for
+        want of values)."""
+        window = self.windows[device_id]
+        if self.stale(device_id):
+            return False
+        if window.last_answer is None:
+            return True
+        # identity and setup come with the first read of the other registers: until then
+        # identity would warn "not read" (a logger-held bus never reads them: not waited for)
+        return (
+            not self.engine.read_only
+            and "serial_number" not in window.static
+            and self.clock() - self._opened < FIRST_SAMPLES_S
+        )
 
     @property
     def selected_id(self) -> int | None:

@@ -454,3 +454,40 @@ async def test_only_what_changed_is_drawn_again(tmp_path: Path) -> None:
         drawn.clear()
         await pilot.press("right")
         assert {"verdict-table", "reasons", "phasors"} <= set(drawn)
+
+
+async def test_a_meter_without_values_yet_waits_then_goes_stale(tmp_path: Path) -> None:
+    """Meter 3 silent from the start: its column shows .. (no values yet, judged on
+    nothing would say no load) and its reasons say it waits; once the first reads have had
+    their time it is marked stale, its link failing; the others are judged all along."""
+    from emtui.ui.commission import FIRST_SAMPLES_S
+
+    now = [T0]
+    engine = ScriptedEngine(reference_config(tmp_path), clock=lambda: now[0], live=True)
+    engine.fail(3)
+    app = EmtuiApp(engine, config=engine.config, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CommissionScreen)
+        for _ in range(3):
+            engine.poll()
+            now[0] += 1.0
+        await pilot.press("right", "right")  # meter 3 selected
+        screen.refresh_view()
+        assert screen.waiting(3) and not screen.stale(3) and not screen.waiting(1)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(screen.reasons())
+        console.print(screen.verdict_table())
+        drawn = console.export_text()
+        assert "waiting for its first values" in drawn
+        ct_row = next(line.split() for line in drawn.splitlines() if line.startswith("ct_pol"))
+        assert ct_row[3] == ".."  # meter 3's column
+        while now[0] < T0 + FIRST_SAMPLES_S + 5:
+            engine.poll()
+            now[0] += 1.0
+        screen.refresh_view()
+        assert screen.stale(3) and not screen.waiting(3)
+        assert screen.report is not None
+        assert screen.report.meters[2].get("link").verdict == "fail"
