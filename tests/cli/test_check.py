@@ -6,15 +6,13 @@ pumps off the wiring checks say ``not_checked: no load``; a logger holding the p
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EMTUI
+from helpers import EMTUI, headless_logger
+from helpers import sim_listen as sim
 
 from emtui.sim.pump import REFERENCE_SITE, STANDARD_SIZES
 
@@ -39,25 +37,6 @@ def true_ct(device_id: int) -> int:
     """The CT primary of the simulated pump at ``device_id`` (reference site sizes)."""
     kw = REFERENCE_SITE[(device_id - 1) % len(REFERENCE_SITE)]
     return STANDARD_SIZES[kw].ct_primary
-
-
-@contextmanager
-def sim(*args: str) -> Iterator[str]:
-    """``emtui sim --listen`` with ``args``; yields the socket:// URL."""
-    proc = subprocess.Popen(
-        [*EMTUI, "sim", "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("socket://"), proc.stderr.read() if proc.stderr else url
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
 
 
 def run_check(*args: str, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
@@ -160,37 +139,19 @@ def test_healthy_reference_site_warns_only_where_it_deserves(tmp_path: Path) -> 
 
 def test_logger_holding_the_port_is_exit_3(tmp_path: Path) -> None:
     """A logger on the bus: emtui check exits 3 and names it ('in use by PID …')."""
-    with sim("--ids", "1", "--no-line-timing") as url:
-        logger = subprocess.Popen(
-            [
-                *EMTUI,
-                "--log",
-                "--port",
-                url,
-                "--ids",
-                "1",
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--state-dir",
-                str(tmp_path / "s"),
-            ],
-            stderr=subprocess.PIPE,
+    with (
+        sim("--ids", "1", "--no-line-timing") as url,
+        headless_logger(url, tmp_path) as logger,
+    ):
+        done = subprocess.run(
+            [*EMTUI, "check", "--port", url, "--ids", "1"],
+            capture_output=True,
             text=True,
+            timeout=60,
         )
-        try:
-            assert logger.stderr is not None and "logging" in logger.stderr.readline()
-            done = subprocess.run(
-                [*EMTUI, "check", "--port", url, "--ids", "1"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 3
-            assert f"in use by PID {logger.pid}" in done.stderr
-            assert "Traceback" not in done.stderr
-        finally:
-            logger.send_signal(signal.SIGTERM)
-            logger.wait(30)
+    assert done.returncode == 3
+    assert f"in use by PID {logger.pid}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

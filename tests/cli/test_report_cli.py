@@ -13,40 +13,19 @@ import base64
 import json
 import os
 import re
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import chromium
-from helpers import EMTUI, ROOT
+from helpers import EMTUI, ROOT, headless_logger
+from helpers import sim_listen as sim
 
 from emtui.sim.pump import REFERENCE_SITE, STANDARD_SIZES
 
 SITE = "pumphouse-test"
 NAME = re.compile(rf"emtui-report-{SITE}-\d{{8}}-\d{{6}}\.(html|json)")
-
-
-@contextmanager
-def sim(*args: str) -> Iterator[str]:
-    """``emtui sim --listen`` with ``args``; yields the socket:// URL."""
-    proc = subprocess.Popen(
-        [*EMTUI, "sim", "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("socket://"), proc.stderr.read() if proc.stderr else url
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
 
 
 def write_config(path: Path, url: str, ids: range) -> Path:
@@ -198,37 +177,19 @@ def test_logger_holding_the_port_is_exit_3_for_check_and_report(tmp_path: Path) 
     the same port: both exit 3 naming the logger's PID and how to stop the service; the
     report writes nothing."""
     out = tmp_path / "out"
-    with sim("--ids", "1", "--no-line-timing") as url:
-        logger = subprocess.Popen(
-            [
-                *EMTUI,
-                "--log",
-                "--port",
-                url,
-                "--ids",
-                "1",
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--state-dir",
-                str(tmp_path / "s"),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert logger.stderr is not None and "logging" in logger.stderr.readline()
-            for command in (["check"], ["report", "--out", str(out)]):
-                done = subprocess.run(
-                    [*EMTUI, *command, "--port", url, "--ids", "1"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                assert done.returncode == 3, (command, done.stderr)
-                assert f"in use by PID {logger.pid}" in done.stderr
-                assert "sudo systemctl stop emtui" in done.stderr
-                assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2
-        finally:
-            logger.send_signal(signal.SIGTERM)
-            logger.wait(30)
+    with (
+        sim("--ids", "1", "--no-line-timing") as url,
+        headless_logger(url, tmp_path) as logger,
+    ):
+        for command in (["check"], ["report", "--out", str(out)]):
+            done = subprocess.run(
+                [*EMTUI, *command, "--port", url, "--ids", "1"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 3, (command, done.stderr)
+            assert f"in use by PID {logger.pid}" in done.stderr
+            assert "sudo systemctl stop emtui" in done.stderr
+            assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2
     assert out.is_dir() and not list(out.iterdir())

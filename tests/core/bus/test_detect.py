@@ -5,14 +5,13 @@ settings nobody told the command, over RFC 2217 (the client's settings reach the
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import EMTUI
+from helpers import EMTUI, headless_logger
 
 from emtui.core.bus.detect import (
     FACTORY,
@@ -211,39 +210,16 @@ def test_detect_exits_3_naming_the_logger_that_holds_the_port(
     """While a logger polls the RFC 2217 port, emtui detect exits 3 with "in use by PID
     <logger>" and sends nothing."""
     url = _with_meters(bus, {1: LineSettings(19200, "E", 1)})
-    logger = subprocess.Popen(
-        [
-            *EMTUI,
-            "--log",
-            "--port",
-            url,
-            "--ids",
-            "1",
-            "--interval",
-            "0.5",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert logger.stderr is not None
-        assert "logging" in logger.stderr.readline()
+    with headless_logger(url, tmp_path, "--interval", "0.5") as logger:
         out = subprocess.run(
             [*EMTUI, "detect", "--port", url, "--expect", "1"],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert out.returncode == 3, out.stderr
-        assert f"in use by PID {logger.pid}" in out.stderr
-        assert "Traceback" not in out.stderr
-    finally:
-        logger.send_signal(signal.SIGTERM)
-        logger.wait(30)
+    assert out.returncode == 3, out.stderr
+    assert f"in use by PID {logger.pid}" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_over_a_pty_parity_e_and_o_are_refused_and_listed() -> None:
