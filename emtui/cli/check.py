@@ -23,7 +23,7 @@ from emtui.cli.common import (
     warn_unusual_baud,
 )
 from emtui.core.bus.link import PortBusy
-from emtui.core.check.capture import capture_window
+from emtui.core.check.capture import capture_window, expectations
 from emtui.core.check.checks import run_checks
 from emtui.core.check.model import BusCapture, CheckReport, CheckResult
 from emtui.core.config import Config
@@ -31,16 +31,6 @@ from emtui.core.observer import STOP_HINT
 from emtui.core.session import BusSession
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_checked": "dim"}
-
-
-def expectations(config: Config) -> dict[int, dict[str, float | int]]:
-    """Per meter id, the ``[meters.expect]`` values of the config (empty when none)."""
-    out: dict[int, dict[str, float | int]] = {}
-    for meter in config.meters:
-        expect = getattr(meter, "expect", None)
-        if expect:
-            out[meter.id] = dict(expect)
-    return out
 
 
 def checked_config(args: argparse.Namespace, what: str) -> Config:
@@ -57,6 +47,16 @@ def checked_config(args: argparse.Namespace, what: str) -> Config:
     return config
 
 
+def announce(config: Config, seconds: float) -> None:
+    """The line on stderr before the window: what is checked, over how long."""
+    ids = ", ".join(str(i) for i in config.ids)
+    print(
+        f"checking {settings_from(config).describe()}, ids {ids}, over {seconds:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def capture_checked(config: Config, seconds: float) -> tuple[BusCapture, CheckReport]:
     """Open the bus, capture one window of every meter of ``config`` and judge it.
 
@@ -70,7 +70,7 @@ def capture_checked(config: Config, seconds: float) -> tuple[BusCapture, CheckRe
     except PortBusy as exc:
         raise CliError(f"{exc} ({STOP_HINT})", ExitCode.CONNECTION) from None
     try:
-        capture = capture_window(session, seconds, expect=expectations(config))
+        capture = capture_window(session, seconds, expect=expectations(config.meters))
     finally:
         session.stop()
     return capture, run_checks(capture)
@@ -80,10 +80,7 @@ def check(args: argparse.Namespace) -> int:
     """``emtui check``: exit 0 when nothing failed, DEVICE (5) when a check failed."""
     config = checked_config(args, "check")
     if not args.json:
-        Console(stderr=True, highlight=False).print(
-            f"checking {settings_from(config).describe()}, ids "
-            f"{', '.join(str(i) for i in config.ids)}, over {args.seconds:g} s"
-        )
+        announce(config, args.seconds)
     _, report = capture_checked(config, args.seconds)
     if args.json:
         emit_json(report.as_dict())

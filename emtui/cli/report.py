@@ -8,10 +8,9 @@ screen calls too.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from emtui.cli.check import capture_checked, checked_config
+from emtui.cli.check import announce, capture_checked, checked_config
 from emtui.cli.common import CliError, ExitCode, settings_from
 from emtui.core.report import ReportContext, ReportError, prepare_out_dir, write_report
 
@@ -26,15 +25,9 @@ def report(args: argparse.Namespace) -> int:
         prepare_out_dir(out_dir)  # before the window: a bad --out costs no bus time
     except ReportError as exc:
         raise CliError(f"--out {exc}", ExitCode.USAGE) from None
-    settings = settings_from(config)
-    print(
-        f"checking {settings.describe()}, ids {', '.join(str(i) for i in config.ids)}, "
-        f"over {args.seconds:g} s",
-        file=sys.stderr,
-        flush=True,
-    )
+    announce(config, args.seconds)
     capture, checked = capture_checked(config, args.seconds)
-    context = ReportContext.for_connection(config.upload.site, settings)
+    context = ReportContext.for_connection(config.upload.site, settings_from(config))
     try:
         files = write_report(capture, checked, context, out_dir)
     except ReportError as exc:

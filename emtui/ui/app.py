@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from emtui.core.bus.link import LinkError
 from emtui.core.bus.scanner import FoundDevice
 from emtui.core.bus.traffic import TrafficMonitor
+from emtui.core.check.capture import expectations
 from emtui.core.config import SYSTEM_CONFIG, Config, MeterConfig, user_config_file
 from emtui.core.configedit import NewMeter, save_meters, writable
 from emtui.core.maps.registers import MapError, RegisterMap, load_map
@@ -457,7 +458,7 @@ class EmtuiApp(App[None]):
         """Open the Commission screen: the checks on the live samples, and phasors."""
         meters = [(m.info.id, m.info.label) for m in self.models.values()]
         configured = self.config.meters if self.config is not None else ()
-        expect = {m.id: dict(m.expect) for m in configured if m.expect}
+        expect = expectations(configured)
         site = self.config.upload.site if self.config is not None else ""
         self.push_screen(
             CommissionScreen(

@@ -9,11 +9,12 @@ read goes through the session's one arbiter (design §3).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from emtui.core.bus.arbiter import Priority
 from emtui.core.bus.reader import MeterReader, Sample
 from emtui.core.check.model import BusCapture, MeterCapture, Scalar, Snapshot
+from emtui.core.config import MeterConfig
 from emtui.core.maps.registers import RegisterEntry, RegisterMap
 from emtui.core.session import BusSession, MeterInfo
 
@@ -76,6 +77,11 @@ def _plain(sample: Sample) -> dict[str, Scalar]:
         v = value.value
         out[name] = v if isinstance(v, int | float | str) or v is None else str(v)
     return out
+
+
+def expectations(meters: Sequence[MeterConfig]) -> dict[int, dict[str, float | int]]:
+    """Per meter id, its ``[meters.expect]`` values (meters without any left out)."""
+    return {m.id: dict(m.expect) for m in meters if m.expect}
 
 
 def capture_window(
